@@ -1,0 +1,132 @@
+"""Events: the immutable records of a resource's log.
+
+An event is one of five frozen structs tagged by ``action``. Its ``seq`` and
+``recorded_at`` are given by the store when it is appended; a :class:`Draft`
+is the same event before that. New fields must get defaults and old fields
+never change type, so every log ever written stays decodable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "ACTIONS",
+    "Action",
+    "Cancel",
+    "Create",
+    "Delete",
+    "Draft",
+    "Event",
+    "Revert",
+    "Update",
+    "decode_event",
+    "encode_event",
+]
+
+Action = Literal["create", "update", "delete", "revert", "cancel"]
+ACTIONS: tuple[Action, ...] = ("create", "update", "delete", "revert", "cancel")
+Body = dict[str, Any]
+
+
+class _Event(msgspec.Struct, frozen=True, tag_field="action", kw_only=True):
+    seq: int
+    resource: str
+    id: str
+    toa: int
+    recorded_at: int
+    meta: dict[str, Any] = {}
+
+    @property
+    def action(self) -> Action:
+        """The tag: ``create``, ``update``, ``delete``, ``revert`` or ``cancel``."""
+        tag: Action = self.__struct_config__.tag  # type: ignore[assignment]
+        return tag
+
+
+class Create(_Event, tag="create"):
+    """Make a document that does not exist (or was deleted) exist with ``body``."""
+
+    body: Body
+
+
+class Update(_Event, tag="update"):
+    """Set the fields of ``body`` (``merge``: RFC 7396 merge patch, null removes)."""
+
+    body: Body
+    merge: bool = False
+
+
+class Delete(_Event, tag="delete"):
+    """Remove an existing document."""
+
+
+class Revert(_Event, tag="revert"):
+    """Set the document to ``body``, a full state; ``None`` means deleted."""
+
+    body: Body | None
+
+
+class Cancel(_Event, tag="cancel"):
+    """Cancel event ``target`` of the same document, which must not yet be in effect."""
+
+    target: int
+
+
+Event = Create | Update | Delete | Revert | Cancel
+
+
+class Draft(msgspec.Struct, frozen=True, kw_only=True):
+    """An event before it is appended: the store assigns ``seq`` and ``recorded_at``.
+
+    ``toa=None`` means "when recorded" (an immediate write; always so for cancel).
+    """
+
+    action: Action
+    id: str
+    body: Body | None = None
+    toa: int | None = None
+    merge: bool = False
+    target: int = 0
+    meta: dict[str, Any] = {}
+
+    def record(self, resource: str, seq: int, recorded_at: int) -> Event:
+        """The event this draft becomes when appended as ``seq`` at ``recorded_at``."""
+        toa = recorded_at if self.toa is None else self.toa
+        common: dict[str, Any] = {
+            "seq": seq,
+            "resource": resource,
+            "id": self.id,
+            "toa": toa,
+            "recorded_at": recorded_at,
+            "meta": self.meta,
+        }
+        match self.action:
+            case "create":
+                return Create(body=self.body or {}, **common)
+            case "update":
+                return Update(body=self.body or {}, merge=self.merge, **common)
+            case "delete":
+                return Delete(**common)
+            case "revert":
+                return Revert(body=self.body, **common)
+            case "cancel":
+                common["toa"] = recorded_at
+                return Cancel(target=self.target, **common)
+        raise AssertionError(self.action)
+
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+
+
+def encode_event(event: Event) -> bytes:
+    """The event as JSON, as stored in every backend and in exports."""
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes | str) -> Event:
+    """The event encoded by :func:`encode_event`."""
+    return _decoder.decode(data)

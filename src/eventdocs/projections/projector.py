@@ -1,0 +1,229 @@
+"""The projector: keeps history, master collections and views equal to the fold.
+
+Each resource has a checkpoint ``(seq, toa)``: the history holds the fold of
+every event up to ``seq``, the master collection the state at valid time
+``toa``. One projection step moves both forward in one transaction:
+
+1. events appended since ``seq`` are folded into the history, onto the last
+   history row when they come after everything the document had (the common
+   case), otherwise by re-folding the document's whole log (backdated writes,
+   cancels);
+2. the master row of every document touched by those events, or by a write
+   that came due since ``toa``, becomes its history row in effect at the new
+   ``toa``;
+3. views of the resource get the resulting master changes.
+
+Because the step is computed from the checkpoint and the log alone, a step
+interrupted by a crash is simply done again: every event takes effect exactly
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from eventdocs.events import Cancel, Event
+from eventdocs.fold import MISSING, DocState, fold, order_key, step
+from eventdocs.projections.views import Change, Rows, View
+from eventdocs.storage.contract import (
+    Checkpoint,
+    Document,
+    EventStore,
+    HistoryWrite,
+    ProjectionBatch,
+    ViewWrite,
+)
+from eventdocs.times import Clock
+
+__all__ = ["Projector", "history_rows", "in_effect"]
+
+
+def history_rows(doc_id: str, steps: Iterable[tuple[DocState, Event]]) -> list[Document]:
+    """History rows of the states after applied events, each valid until the next."""
+    rows = [Document(doc_id, s.data, s.rev, e.toa, e.seq) for s, e in steps]
+    return link(rows)
+
+
+def link(rows: list[Document]) -> list[Document]:
+    """Set each row's ``valid_to`` to the next row's TOA (the last stays open)."""
+    out = []
+    for row, nxt in zip(rows, [*rows[1:], None], strict=True):
+        valid_to = nxt.updated if nxt is not None else None
+        out.append(row if row.valid_to == valid_to else _with_valid_to(row, valid_to))
+    return out
+
+
+def _with_valid_to(row: Document, valid_to: int | None) -> Document:
+    return Document(row.id, row.data, row.rev, row.updated, row.seq, valid_to)
+
+
+def in_effect(rows: Sequence[Document], toa: int) -> Document | None:
+    """The last of ``rows`` (in rev order) with ``updated <= toa``."""
+    found = None
+    for row in rows:
+        if row.updated > toa:
+            break
+        found = row
+    return found
+
+
+def _master(row: Document | None) -> Document | None:
+    if row is None or row.data is None:
+        return None
+    return Document(row.id, row.data, row.rev, row.updated, row.seq)
+
+
+class Projector:
+    """Projects every resource of one store; one step at a time per resource."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        clock: Clock,
+        views: Sequence[View] = (),
+        *,
+        batch_size: int = 5000,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.batch_size = batch_size
+        self.views = list(views)
+        self._views_of: dict[str, list[View]] = defaultdict(list)
+        for view in self.views:
+            for source in view.sources:
+                self._views_of[source].append(view)
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._done: dict[str, Checkpoint] = {}
+
+    async def sync(self, resource: str, seq: int) -> None:
+        """Return once the events up to ``seq`` are projected (read-your-writes)."""
+        done = self._done.get(resource)
+        if done is not None and done.seq >= seq:
+            return
+        await self.project(resource)
+
+    async def project(self, resource: str) -> Checkpoint:
+        """Project everything appended so far, at valid time now."""
+        async with self._locks[resource]:
+            checkpoint = await self.store.read_checkpoint(resource)
+            if checkpoint.seq == 0 and await self.store.last_seq(resource) > 0:
+                # Never projected, or a replay was interrupted: start clean.
+                await self.store.reset_projection(resource)
+            while True:
+                events = await self.store.read_log(
+                    resource, after=checkpoint.seq, limit=self.batch_size
+                )
+                now = max(checkpoint.toa, self.clock.now(), *(e.recorded_at for e in events[-1:]))
+                batch = await self._step(resource, checkpoint, events, now)
+                if batch is not None:
+                    await self.store.write_projection(resource, batch)
+                    checkpoint = batch.checkpoint
+                self._done[resource] = checkpoint
+                if len(events) < self.batch_size:
+                    return checkpoint
+
+    async def _step(
+        self, resource: str, checkpoint: Checkpoint, events: list[Event], now: int
+    ) -> ProjectionBatch | None:
+        store = self.store
+        due = []
+        if now > checkpoint.toa:
+            due = await store.read_due(
+                resource, after_toa=checkpoint.toa, until_toa=now, max_seq=checkpoint.seq
+            )
+        if not events and not due:
+            return None
+        new_seq = events[-1].seq if events else checkpoint.seq
+        lookup = {e.id for e in due}
+        master: dict[str, Document | None] = {}
+        history: list[HistoryWrite] = []
+
+        by_doc: dict[str, list[Event]] = defaultdict(list)
+        for event in events:
+            by_doc[event.id].append(event)
+        ids = list(by_doc)
+        heads = await store.read_heads(resource, ids, max_seq=checkpoint.seq) if ids else {}
+        tails = await store.history_tails(resource, ids) if ids else {}
+        for doc_id, new in by_doc.items():
+            new.sort(key=order_key)
+            head = heads.get(doc_id)
+            tail = tails.get(doc_id)
+            if (head is None or order_key(new[0]) > head) and not any(
+                isinstance(e, Cancel) for e in new
+            ):
+                state = DocState(tail.data, tail.rev, tail.updated, tail.seq) if tail else MISSING
+                steps = []
+                for event in new:
+                    state, failure = step(state, event)
+                    if failure is None:
+                        steps.append((state, event))
+                if not steps:
+                    continue
+                added = history_rows(doc_id, steps)
+                if tail is not None:
+                    history.append(HistoryWrite(doc_id, tail.rev, link([tail, *added])))
+                else:
+                    history.append(HistoryWrite(doc_id, 1, added))
+                current = in_effect(added, now)
+                if current is not None:
+                    master[doc_id] = _master(current)
+                    lookup.discard(doc_id)
+            else:
+                log = [e for e in await store.read_document(resource, doc_id) if e.seq <= new_seq]
+                rows = link(
+                    [
+                        Document(doc_id, r.state, r.rev or 0, r.event.toa, r.event.seq)
+                        for r in fold(log).results
+                        if r.outcome == "applied" and r.rev is not None
+                    ]
+                )
+                history.append(HistoryWrite(doc_id, 1, rows))
+                master[doc_id] = _master(in_effect(rows, now))
+                lookup.discard(doc_id)
+        for doc_id in lookup:
+            master[doc_id] = _master(await store.history_at(resource, doc_id, toa=now))
+
+        checkpoint = Checkpoint(new_seq, now)
+        views = await self._view_writes(resource, master, checkpoint)
+        return ProjectionBatch(
+            checkpoint=checkpoint,
+            history=history,
+            upserts=[d for d in master.values() if d is not None],
+            deletes=[k for k, d in master.items() if d is None],
+            views=views,
+        )
+
+    async def _view_writes(
+        self, resource: str, master: dict[str, Document | None], checkpoint: Checkpoint
+    ) -> dict[str, ViewWrite]:
+        views = self._views_of.get(resource)
+        if not views:
+            return {}
+        changes = []
+        for doc_id, after in master.items():
+            before = await self.store.get(resource, doc_id)
+            before_data = before.data if before else None
+            after_data = after.data if after else None
+            if before_data != after_data:
+                changes.append(Change(resource, doc_id, before_data, after_data))
+        return {
+            view.name: await fold_view(self.store, view, changes, {resource: checkpoint})
+            for view in views
+        }
+
+
+async def fold_view(
+    store: EventStore, view: View, changes: Sequence[Change], checkpoint: dict[str, Checkpoint]
+) -> ViewWrite:
+    """Apply ``changes`` to the stored rows of ``view``; the rows to write."""
+    keys = sorted({k for change in changes for k in view.keys(change)})
+    rows: Rows = dict(await store.read_view(view.name, keys)) if keys else {}
+    for change in changes:
+        view.apply(rows, change)
+    return ViewWrite(
+        puts={k: v for k, v in rows.items() if v is not None},
+        deletes=[k for k, v in rows.items() if v is None],
+        checkpoint=checkpoint,
+    )

@@ -1,0 +1,75 @@
+"""The scheduler: runs the projector when a scheduled write comes due.
+
+It sleeps exactly until the earliest pending TOA of any resource and is woken
+early by :meth:`Scheduler.notify` (called after every append), so a write
+takes effect within milliseconds of its TOA without polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from eventdocs.projections.projector import Projector
+from eventdocs.times import MAX_TIME
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger("eventdocs.scheduler")
+
+
+class Scheduler:
+    """The background task that keeps every resource projected at "now"."""
+
+    def __init__(self, projector: Projector, resources: Sequence[str]) -> None:
+        self.projector = projector
+        self.resources = list(resources)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.next_toa: int | None = None
+        self.retry_delay = 0.5
+
+    def notify(self) -> None:
+        """Something was appended: look again at what is due and when."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Catch up every resource, then keep them current in the background."""
+        await self.run_once()
+        self._task = asyncio.create_task(self._run(), name="eventdocs-scheduler")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run_once(self) -> int | None:
+        """Project every resource at now; return the next TOA to wake at."""
+        store = self.projector.store
+        wake_at: int | None = None
+        for resource in self.resources:
+            checkpoint = await self.projector.project(resource)
+            nxt = await store.next_toa(resource, after_toa=checkpoint.toa, max_seq=checkpoint.seq)
+            if nxt is not None and (wake_at is None or nxt < wake_at):
+                wake_at = nxt
+        self.next_toa = wake_at
+        return wake_at
+
+    async def _run(self) -> None:
+        clock = self.projector.clock
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                wake_at = await self.run_once()
+            except Exception:
+                # A failing store must not kill the scheduler: log and retry soon.
+                log.exception("projection failed; retrying")
+                wake_at = clock.now() + int(self.retry_delay * 1e6)
+            await clock.sleep_until(MAX_TIME if wake_at is None else wake_at, self._wake)

@@ -1,0 +1,56 @@
+"""Stores: the contract, and the one factory that picks a backend by URL.
+
+``memory:`` keeps everything in this process; ``sqlite:///path`` (or a plain
+path) is the embedded default; ``mongodb://…`` and ``mongodb+srv://…`` use
+MongoDB through PyMongo's async API (the ``mongodb`` extra).
+"""
+
+from __future__ import annotations
+
+from eventdocs.errors import InvalidRequest
+from eventdocs.storage.contract import (
+    Appended,
+    Checkpoint,
+    Document,
+    EventStore,
+    HistoryWrite,
+    IndexSpec,
+    ProjectionBatch,
+    ViewWrite,
+)
+from eventdocs.times import Clock
+
+__all__ = [
+    "Appended",
+    "Checkpoint",
+    "Document",
+    "EventStore",
+    "HistoryWrite",
+    "IndexSpec",
+    "ProjectionBatch",
+    "ViewWrite",
+    "open_store",
+]
+
+
+def open_store(url: str, *, clock: Clock | None = None) -> EventStore:
+    """The store for ``url``; call ``await store.open()`` before use."""
+    if url == "memory:":
+        from eventdocs.storage.memory import MemoryStore
+
+        return MemoryStore(clock)
+    if url.startswith(("mongodb://", "mongodb+srv://")):
+        from eventdocs.storage.mongodb import MongoStore  # type: ignore[import-not-found,unused-ignore]
+
+        return MongoStore(url, clock=clock)  # type: ignore[no-any-return,unused-ignore]
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")  # sqlite:///tmp/x.db is /tmp/x.db
+    elif "://" in url:
+        raise InvalidRequest(
+            f"unknown store URL {url!r}: use a path, sqlite:///, mongodb:// or memory:"
+        )
+    else:
+        path = url
+    from eventdocs.storage.sqlite import SQLiteStore  # type: ignore[import-not-found,unused-ignore]
+
+    return SQLiteStore(path, clock=clock)  # type: ignore[no-any-return,unused-ignore]

@@ -1,0 +1,282 @@
+"""The store contract: what every backend promises, in one place.
+
+A store keeps, per resource, three things in one database:
+
+* the **log** ``<resource>_revisions``: events in ``seq`` order, never changed;
+* the **history**: one row per applied event of each document (its state after
+  that event; ``data is None`` means deleted), the fold of every known event,
+  which makes reads at any valid time an index lookup;
+* the **master collection** ``<resource>``: the state at valid time "now",
+  with a checkpoint saying how far it is projected.
+
+plus **views** (keyed collections of JSON objects with a checkpoint each).
+
+A store never decides state: the projector computes history, master and view
+rows with the fold and hands them over in a :class:`ProjectionBatch`, which the
+store writes atomically with its checkpoint. All times are integer
+microseconds (:mod:`eventdocs.times`). Methods raise
+:class:`~eventdocs.errors.StorageError` (or ``StoreUnavailable``) for driver
+failures and never leave part of a call written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from eventdocs.events import Draft, Event
+from eventdocs.query import Kind, Query
+
+__all__ = [
+    "Appended",
+    "Checkpoint",
+    "Document",
+    "EventStore",
+    "HistoryWrite",
+    "IndexSpec",
+    "ProjectionBatch",
+    "ViewWrite",
+]
+
+
+class Document(msgspec.Struct, frozen=True):
+    """A document at some time: a master row, or a history row.
+
+    ``updated`` and ``seq`` are the TOA and seq of the event that produced it.
+    In history rows ``data is None`` means deleted and ``valid_to`` is the TOA
+    of the next revision (``None`` while it is the last).
+    """
+
+    id: str
+    data: dict[str, Any] | None
+    rev: int
+    updated: int
+    seq: int
+    valid_to: int | None = None
+
+
+class Appended(msgspec.Struct, frozen=True):
+    """The events an append recorded; ``replayed`` when an idempotency key matched."""
+
+    events: list[Event]
+    replayed: bool = False
+
+
+class Checkpoint(msgspec.Struct, frozen=True):
+    """How far a resource is projected.
+
+    History holds the fold of every event with ``seq <= seq``; the master
+    collection holds the state at valid time ``toa`` of those events.
+    """
+
+    seq: int = 0
+    toa: int = -(2**62)
+
+
+class HistoryWrite(msgspec.Struct, frozen=True):
+    """Replace document ``id``'s history rows with ``rev >= from_rev`` by ``rows``.
+
+    The store sets ``valid_to`` of each row, and of the last row it keeps, to the
+    ``updated`` of the row after it (``None`` for the last), so a projector that
+    appends one revision need not rewrite the one before.
+    """
+
+    id: str
+    from_rev: int
+    rows: list[Document]
+
+
+class ViewWrite(msgspec.Struct, frozen=True):
+    """Rows to put (key -> object) and keys to delete in one view."""
+
+    puts: dict[str, dict[str, Any]] = {}
+    deletes: list[str] = []
+    checkpoint: dict[str, Checkpoint] = {}
+
+
+class ProjectionBatch(msgspec.Struct, frozen=True):
+    """Everything one projector step writes for one resource, with its checkpoint."""
+
+    checkpoint: Checkpoint
+    history: list[HistoryWrite] = []
+    upserts: list[Document] = []
+    deletes: list[str] = []
+    views: dict[str, ViewWrite] = {}
+
+
+class IndexSpec(msgspec.Struct, frozen=True):
+    """A field of the master collection that queries filter or sort on."""
+
+    field: str
+    kind: Kind = "other"
+
+
+class EventStore(Protocol):
+    """An event log with its projections, for any number of resources."""
+
+    async def open(self) -> None:
+        """Connect and create what is missing; safe to call on an existing store."""
+        ...
+
+    async def close(self) -> None:
+        """Finish pending appends and release the database."""
+        ...
+
+    async def ensure_resource(self, resource: str, indexes: Sequence[IndexSpec] = ()) -> None:
+        """Create the log, history and master collection of ``resource`` if missing,
+        and an index for each of ``indexes`` on the master collection."""
+        ...
+
+    async def resources(self) -> list[str]:
+        """The names of every resource that has a log in this store, sorted."""
+        ...
+
+    # -- the log -------------------------------------------------------------
+
+    async def append(
+        self, resource: str, drafts: Sequence[Draft], *, idempotency_key: str | None = None
+    ) -> Appended:
+        """Append ``drafts`` atomically and durably; return them as recorded events.
+
+        Each gets the next ``seq`` and a ``recorded_at`` from the store's clock
+        that never goes backwards within the log. When the call returns the
+        events survive a crash. Concurrent calls may share one transaction
+        (group commit) but each call is all or nothing. With an
+        ``idempotency_key`` already used on this resource, nothing is appended
+        and the events of the first call come back with ``replayed=True``.
+        """
+        ...
+
+    async def find_idempotent(self, resource: str, key: str) -> list[Event] | None:
+        """The events appended with idempotency ``key``, or ``None`` if it is unused."""
+        ...
+
+    async def read_log(self, resource: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
+        """Up to ``limit`` events with ``seq > after``, in seq order."""
+        ...
+
+    async def read_log_by_document(
+        self, resource: str, *, after: str = "", limit: int = 1000
+    ) -> list[Event]:
+        """Up to ``limit`` events of documents with ``id > after``, in ``(id, seq)``
+        order (the last document may be cut short: ask again after the one before).
+
+        Replay streams the log this way so each document is folded once."""
+        ...
+
+    async def read_event(self, resource: str, seq: int) -> Event | None:
+        """The event ``seq``, or ``None``."""
+        ...
+
+    async def read_document(self, resource: str, id: str) -> list[Event]:
+        """Every event of document ``id`` (cancels included), in seq order."""
+        ...
+
+    async def read_due(
+        self,
+        resource: str,
+        *,
+        after_toa: int,
+        until_toa: int,
+        max_seq: int,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Writes with ``after_toa < toa <= until_toa`` and ``seq <= max_seq`` that no
+        cancel with ``seq <= max_seq`` cancelled, in ``(toa, seq)`` order.
+
+        Cancels themselves are never returned. This is the scheduler's range scan.
+        """
+        ...
+
+    async def count_due(
+        self, resource: str, *, after_toa: int, until_toa: int, max_seq: int
+    ) -> int:
+        """How many writes :meth:`read_due` would return without a limit."""
+        ...
+
+    async def next_toa(self, resource: str, *, after_toa: int, max_seq: int) -> int | None:
+        """The smallest TOA ``> after_toa`` of a write :meth:`read_due` would return."""
+        ...
+
+    async def read_heads(
+        self, resource: str, ids: Sequence[str], *, max_seq: int
+    ) -> dict[str, tuple[int, int]]:
+        """For each of ``ids`` with writes of ``seq <= max_seq``, the largest
+        ``(toa, seq)`` among them (cancels left out): the projector folds a new
+        event onto the history tail only when it comes after this key."""
+        ...
+
+    async def last_seq(self, resource: str) -> int:
+        """The highest seq in the log (0 when empty)."""
+        ...
+
+    # -- projections ---------------------------------------------------------
+
+    async def read_checkpoint(self, resource: str) -> Checkpoint:
+        """How far ``resource`` is projected (the zero checkpoint when never)."""
+        ...
+
+    async def write_projection(self, resource: str, batch: ProjectionBatch) -> None:
+        """Write history, master rows, view rows and the checkpoint in one transaction."""
+        ...
+
+    async def reset_projection(self, resource: str) -> None:
+        """Empty the history and master collection and zero the checkpoint."""
+        ...
+
+    async def get(self, resource: str, id: str) -> Document | None:
+        """The master row of ``id``, or ``None`` when it does not exist now."""
+        ...
+
+    async def query(self, resource: str, query: Query) -> tuple[int, list[Document]]:
+        """The total of master rows matching ``query`` and the requested page."""
+        ...
+
+    async def scan(self, resource: str, *, after: str = "", limit: int = 1000) -> list[Document]:
+        """Up to ``limit`` master rows with ``id > after``, in id order (for verify)."""
+        ...
+
+    async def read_history(self, resource: str, id: str) -> list[Document]:
+        """Every history row of ``id`` in rev order."""
+        ...
+
+    async def history_tails(self, resource: str, ids: Sequence[str]) -> dict[str, Document]:
+        """The last history row of each of ``ids`` that has one."""
+        ...
+
+    async def history_at(self, resource: str, id: str, *, toa: int) -> Document | None:
+        """The history row in effect at valid time ``toa`` (deleted rows included)."""
+        ...
+
+    async def query_history(
+        self, resource: str, query: Query, *, toa: int
+    ) -> tuple[int, list[Document]]:
+        """Like :meth:`query`, over the documents that exist at valid time ``toa``."""
+        ...
+
+    async def scan_history(
+        self, resource: str, *, after: str = "", limit: int = 1000
+    ) -> list[Document]:
+        """History rows of documents with ``id > after``, in (id, rev) order, up to
+        ``limit`` rows and never stopping within a document."""
+        ...
+
+    # -- views ---------------------------------------------------------------
+
+    async def ensure_view(self, view: str) -> None:
+        """Create the collection of ``view`` if missing."""
+        ...
+
+    async def read_view(self, view: str, keys: Sequence[str] | None = None) -> dict[str, Any]:
+        """The rows of ``view`` (only ``keys`` when given) as ``{key: object}``."""
+        ...
+
+    async def view_checkpoints(self, view: str) -> dict[str, Checkpoint]:
+        """Per source resource, how far ``view`` is projected (empty when never)."""
+        ...
+
+    async def reset_view(self, view: str) -> None:
+        """Empty ``view`` and forget its checkpoints."""
+        ...

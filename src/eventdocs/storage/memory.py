@@ -1,0 +1,268 @@
+"""The memory store: the contract's reference semantics, in plain dicts.
+
+Not a mock: it is what the other backends are compared with in the contract
+tests and the property tests, so it favours obviousness over speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from eventdocs.errors import NotFound
+from eventdocs.events import Cancel, Draft, Event
+from eventdocs.query import Query, matches, sort_documents
+from eventdocs.storage.contract import (
+    Appended,
+    Checkpoint,
+    Document,
+    IndexSpec,
+    ProjectionBatch,
+)
+from eventdocs.times import Clock, SystemClock
+
+__all__ = ["MemoryStore"]
+
+
+@dataclass
+class _Resource:
+    log: list[Event] = field(default_factory=list)
+    keys: dict[str, list[int]] = field(default_factory=dict)
+    history: dict[str, list[Document]] = field(default_factory=dict)
+    master: dict[str, Document] = field(default_factory=dict)
+    checkpoint: Checkpoint = field(default_factory=Checkpoint)
+    last_recorded: int = -(2**62)
+
+
+@dataclass
+class _View:
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
+
+
+def _linked(rows: list[Document]) -> list[Document]:
+    """``rows`` with each ``valid_to`` set to the next row's ``updated`` (the last: ``None``)."""
+    ends: list[int | None] = [row.updated for row in rows[1:]]
+    ends.append(None)
+    return [
+        row if row.valid_to == end else msgspec.structs.replace(row, valid_to=end)
+        for row, end in zip(rows, ends, strict=True)
+    ]
+
+
+def _page(docs: list[Document], query: Query) -> tuple[int, list[Document]]:
+    by_id = {d.id: d for d in docs}
+    hits = [(d.id, d.data or {}) for d in docs if matches(d.id, d.data or {}, query.filters)]
+    ordered = sort_documents(hits, query.sort)
+    page = ordered[query.offset : query.offset + query.limit]
+    return len(hits), [by_id[doc_id] for doc_id, _ in page]
+
+
+class MemoryStore:
+    """Everything in this process's memory; gone when it exits."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
+        self._resources: dict[str, _Resource] = {}
+        self._views: dict[str, _View] = {}
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def _res(self, resource: str) -> _Resource:
+        try:
+            return self._resources[resource]
+        except KeyError:
+            raise NotFound(f"unknown resource {resource!r}") from None
+
+    async def ensure_resource(self, resource: str, indexes: Sequence[IndexSpec] = ()) -> None:
+        self._resources.setdefault(resource, _Resource())
+
+    async def resources(self) -> list[str]:
+        return sorted(self._resources)
+
+    async def append(
+        self, resource: str, drafts: Sequence[Draft], *, idempotency_key: str | None = None
+    ) -> Appended:
+        res = self._res(resource)
+        async with self._lock:
+            if idempotency_key is not None and idempotency_key in res.keys:
+                seqs = set(res.keys[idempotency_key])
+                return Appended([e for e in res.log if e.seq in seqs], replayed=True)
+            recorded = max(self.clock.now(), res.last_recorded)
+            res.last_recorded = recorded
+            start = len(res.log)
+            events = [d.record(resource, start + i + 1, recorded) for i, d in enumerate(drafts)]
+            res.log.extend(events)
+            if idempotency_key is not None:
+                res.keys[idempotency_key] = [e.seq for e in events]
+            return Appended(events)
+
+    async def find_idempotent(self, resource: str, key: str) -> list[Event] | None:
+        res = self._res(resource)
+        if key not in res.keys:
+            return None
+        seqs = set(res.keys[key])
+        return [e for e in res.log if e.seq in seqs]
+
+    async def read_log(self, resource: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
+        return self._res(resource).log[after : after + limit]
+
+    async def read_log_by_document(
+        self, resource: str, *, after: str = "", limit: int = 1000
+    ) -> list[Event]:
+        events = sorted(
+            (e for e in self._res(resource).log if e.id > after), key=lambda e: (e.id, e.seq)
+        )
+        return events[:limit]
+
+    async def read_event(self, resource: str, seq: int) -> Event | None:
+        log = self._res(resource).log
+        return log[seq - 1] if 0 < seq <= len(log) else None
+
+    async def read_document(self, resource: str, id: str) -> list[Event]:
+        return [e for e in self._res(resource).log if e.id == id]
+
+    def _due(self, resource: str, after_toa: int, until_toa: int, max_seq: int) -> list[Event]:
+        log = self._res(resource).log[:max_seq]
+        cancelled = {
+            e.target
+            for e in log
+            if isinstance(e, Cancel)
+            and 0 < e.target <= len(log)
+            and log[e.target - 1].toa > e.toa
+            and log[e.target - 1].id == e.id
+        }
+        due = [
+            e
+            for e in log
+            if not isinstance(e, Cancel)
+            and after_toa < e.toa <= until_toa
+            and e.seq not in cancelled
+        ]
+        return sorted(due, key=lambda e: (e.toa, e.seq))
+
+    async def read_due(
+        self,
+        resource: str,
+        *,
+        after_toa: int,
+        until_toa: int,
+        max_seq: int,
+        limit: int | None = None,
+    ) -> list[Event]:
+        due = self._due(resource, after_toa, until_toa, max_seq)
+        return due if limit is None else due[:limit]
+
+    async def count_due(
+        self, resource: str, *, after_toa: int, until_toa: int, max_seq: int
+    ) -> int:
+        return len(self._due(resource, after_toa, until_toa, max_seq))
+
+    async def next_toa(self, resource: str, *, after_toa: int, max_seq: int) -> int | None:
+        due = self._due(resource, after_toa, 2**62, max_seq)
+        return due[0].toa if due else None
+
+    async def read_heads(
+        self, resource: str, ids: Sequence[str], *, max_seq: int
+    ) -> dict[str, tuple[int, int]]:
+        wanted = set(ids)
+        heads: dict[str, tuple[int, int]] = {}
+        for e in self._res(resource).log[:max_seq]:
+            if e.id in wanted and not isinstance(e, Cancel):
+                heads[e.id] = max(heads.get(e.id, (e.toa, e.seq)), (e.toa, e.seq))
+        return heads
+
+    async def last_seq(self, resource: str) -> int:
+        return len(self._res(resource).log)
+
+    async def read_checkpoint(self, resource: str) -> Checkpoint:
+        return self._res(resource).checkpoint
+
+    async def write_projection(self, resource: str, batch: ProjectionBatch) -> None:
+        res = self._res(resource)
+        for write in batch.history:
+            kept = [row for row in res.history.get(write.id, []) if row.rev < write.from_rev]
+            res.history[write.id] = _linked(kept + list(write.rows))
+        for doc in batch.upserts:
+            res.master[doc.id] = doc
+        for doc_id in batch.deletes:
+            res.master.pop(doc_id, None)
+        for name, view_write in batch.views.items():
+            view = self._views.setdefault(name, _View())
+            view.rows.update(view_write.puts)
+            for key in view_write.deletes:
+                view.rows.pop(key, None)
+            view.checkpoints.update(view_write.checkpoint)
+        res.checkpoint = batch.checkpoint
+
+    async def reset_projection(self, resource: str) -> None:
+        res = self._res(resource)
+        res.history.clear()
+        res.master.clear()
+        res.checkpoint = Checkpoint()
+
+    async def get(self, resource: str, id: str) -> Document | None:
+        return self._res(resource).master.get(id)
+
+    async def query(self, resource: str, query: Query) -> tuple[int, list[Document]]:
+        return _page(list(self._res(resource).master.values()), query)
+
+    async def scan(self, resource: str, *, after: str = "", limit: int = 1000) -> list[Document]:
+        master = self._res(resource).master
+        return [master[k] for k in sorted(k for k in master if k > after)[:limit]]
+
+    async def read_history(self, resource: str, id: str) -> list[Document]:
+        return list(self._res(resource).history.get(id, []))
+
+    async def history_tails(self, resource: str, ids: Sequence[str]) -> dict[str, Document]:
+        history = self._res(resource).history
+        return {i: history[i][-1] for i in ids if history.get(i)}
+
+    async def history_at(self, resource: str, id: str, *, toa: int) -> Document | None:
+        rows = [r for r in self._res(resource).history.get(id, []) if r.updated <= toa]
+        return rows[-1] if rows else None
+
+    async def query_history(
+        self, resource: str, query: Query, *, toa: int
+    ) -> tuple[int, list[Document]]:
+        alive = []
+        for doc_id in self._res(resource).history:
+            row = await self.history_at(resource, doc_id, toa=toa)
+            if row is not None and row.data is not None:
+                alive.append(row)
+        return _page(alive, query)
+
+    async def scan_history(
+        self, resource: str, *, after: str = "", limit: int = 1000
+    ) -> list[Document]:
+        history = self._res(resource).history
+        rows: list[Document] = []
+        for doc_id in sorted(k for k in history if k > after):
+            if rows and len(rows) + len(history[doc_id]) > limit:
+                break
+            rows.extend(history[doc_id])
+        return rows
+
+    async def ensure_view(self, view: str) -> None:
+        self._views.setdefault(view, _View())
+
+    async def read_view(self, view: str, keys: Sequence[str] | None = None) -> dict[str, Any]:
+        rows = self._views.setdefault(view, _View()).rows
+        if keys is None:
+            return dict(rows)
+        return {k: rows[k] for k in keys if k in rows}
+
+    async def view_checkpoints(self, view: str) -> dict[str, Checkpoint]:
+        return dict(self._views.setdefault(view, _View()).checkpoints)
+
+    async def reset_view(self, view: str) -> None:
+        self._views[view] = _View()
