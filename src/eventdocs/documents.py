@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+import jsonpatch  # type: ignore[import-untyped]
 import msgspec
 
 from eventdocs.errors import (
@@ -34,7 +35,6 @@ from eventdocs.times import MAX_TIME
 
 if TYPE_CHECKING:
     from eventdocs.resources import ResourceSpec
-
     from eventdocs.service import Service
 
 __all__ = ["BulkItem", "Documents", "Limits", "Page", "WriteResult"]
@@ -171,6 +171,36 @@ class Documents:
                     raise NotFound(f"{self.name} {doc_id!r} was deleted at revision {rev}")
                 return row
         raise NotFound(f"{self.name} {doc_id!r} has no revision {rev}")
+
+    async def diff(
+        self,
+        doc_id: str,
+        *,
+        from_rev: int | None = None,
+        to_rev: int | None = None,
+        from_time: int | None = None,
+        to_time: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The RFC 6902 JSON Patch from one revision or time to another.
+
+        A side left out is "now"; a document absent on a side is ``{}`` there.
+        """
+        sides = []
+        for rev, toa in ((from_rev, from_time), (to_rev, to_time)):
+            if rev is not None:
+                history = await self.store.read_history(self.name, doc_id)
+                row = next((r for r in history if r.rev == rev), None)
+                if row is None:
+                    raise NotFound(f"{self.name} {doc_id!r} has no revision {rev}")
+            elif toa is not None:
+                row = await self.store.history_at(self.name, doc_id, toa=toa)
+            else:
+                row = await self.store.get(self.name, doc_id)
+            sides.append(row.data if row is not None and row.data is not None else {})
+        if not await self.store.read_document(self.name, doc_id):
+            raise NotFound(f"{self.name} {doc_id!r} has no history")
+        patch: list[dict[str, Any]] = jsonpatch.make_patch(sides[0], sides[1]).patch
+        return patch
 
     async def scheduled(self, *, limit: int = 50, offset: int = 0) -> tuple[int, list[Event]]:
         """Writes recorded but not yet in effect, in the order they will apply."""

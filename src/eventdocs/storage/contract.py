@@ -149,6 +149,14 @@ class EventStore(Protocol):
         """
         ...
 
+    async def load(self, resource: str, events: Sequence[Event]) -> None:
+        """Write already-recorded events verbatim (import), atomically and durably.
+
+        Their seqs must continue the log (the first is ``last_seq + 1``, then
+        consecutive), else nothing is written and ``InvalidRequest`` is raised.
+        """
+        ...
+
     async def find_idempotent(self, resource: str, key: str) -> list[Event] | None:
         """The events appended with idempotency ``key``, or ``None`` if it is unused."""
         ...

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from eventdocs.errors import NotFound
+from eventdocs.errors import InvalidRequest, NotFound
 from eventdocs.events import Cancel, Draft, Event
 from eventdocs.query import Query, matches, sort_documents
 from eventdocs.storage.contract import (
@@ -105,6 +105,16 @@ class MemoryStore:
             if idempotency_key is not None:
                 res.keys[idempotency_key] = [e.seq for e in events]
             return Appended(events)
+
+    async def load(self, resource: str, events: Sequence[Event]) -> None:
+        res = self._res(resource)
+        async with self._lock:
+            expected = list(range(len(res.log) + 1, len(res.log) + len(events) + 1))
+            if [e.seq for e in events] != expected:
+                raise InvalidRequest(f"imported seqs must continue the log at {len(res.log) + 1}")
+            res.log.extend(events)
+            if events:
+                res.last_recorded = max(res.last_recorded, events[-1].recorded_at)
 
     async def find_idempotent(self, resource: str, key: str) -> list[Event] | None:
         res = self._res(resource)
