@@ -49,8 +49,8 @@ def history_rows(doc_id: str, steps: Iterable[tuple[DocState, Event]]) -> list[D
 def link(rows: list[Document]) -> list[Document]:
     """Set each row's ``valid_to`` to the next row's TOA (the last stays open)."""
     out = []
-    for row, nxt in zip(rows, [*rows[1:], None], strict=True):
-        valid_to = nxt.updated if nxt is not None else None
+    for i, row in enumerate(rows):
+        valid_to = rows[i + 1].updated if i + 1 < len(rows) else None
         out.append(row if row.valid_to == valid_to else _with_valid_to(row, valid_to))
     return out
 

@@ -47,7 +47,8 @@ class _View:
 def _linked(rows: list[Document]) -> list[Document]:
     """``rows`` with each ``valid_to`` set to the next row's ``updated`` (the last: ``None``)."""
     ends: list[int | None] = [row.updated for row in rows[1:]]
-    ends.append(None)
+    if rows:
+        ends.append(None)
     return [
         row if row.valid_to == end else msgspec.structs.replace(row, valid_to=end)
         for row, end in zip(rows, ends, strict=True)
