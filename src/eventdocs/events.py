@@ -46,30 +46,30 @@ class _Event(msgspec.Struct, frozen=True, tag_field="action", kw_only=True):
         return tag
 
 
-class Create(_Event, tag="create"):
+class Create(_Event, tag="create", frozen=True):
     """Make a document that does not exist (or was deleted) exist with ``body``."""
 
     body: Body
 
 
-class Update(_Event, tag="update"):
+class Update(_Event, tag="update", frozen=True):
     """Set the fields of ``body`` (``merge``: RFC 7396 merge patch, null removes)."""
 
     body: Body
     merge: bool = False
 
 
-class Delete(_Event, tag="delete"):
+class Delete(_Event, tag="delete", frozen=True):
     """Remove an existing document."""
 
 
-class Revert(_Event, tag="revert"):
+class Revert(_Event, tag="revert", frozen=True):
     """Set the document to ``body``, a full state; ``None`` means deleted."""
 
     body: Body | None
 
 
-class Cancel(_Event, tag="cancel"):
+class Cancel(_Event, tag="cancel", frozen=True):
     """Cancel event ``target`` of the same document, which must not yet be in effect."""
 
     target: int

@@ -160,15 +160,15 @@ def fold(
             outcome: Outcome = "cancelled" if event.seq in cancelled else "pending"
             results.append(Result(event, outcome))
         elif event.seq in cancelled:
-            reason = f"cancelled by event {cancelled[event.seq]}"
-            results.append(Result(event, "cancelled", reason))
+            by = f"cancelled by event {cancelled[event.seq]}"
+            results.append(Result(event, "cancelled", by))
         elif isinstance(event, Cancel):
-            reason = failed_cancels.get(event.seq)
-            results.append(Result(event, "failed" if reason else "applied", reason))
+            why = failed_cancels.get(event.seq)
+            results.append(Result(event, "failed" if why else "applied", why))
         else:
-            state, reason = step(state, event)
-            if reason is None:
+            state, failure = step(state, event)
+            if failure is None:
                 results.append(Result(event, "applied", None, state.rev, state.data))
             else:
-                results.append(Result(event, "failed", reason))
+                results.append(Result(event, "failed", failure))
     return Folded(state, results)

@@ -105,37 +105,34 @@ def _test(value: Any, f: Filter) -> bool:
         if value is None:
             return True
         if op == "not":
-            return not (_comparable(value, arg) and value == arg)
+            return not (_comparable(value, arg) and bool(value == arg))
         if op == "inot":
             return _text(value) != _text(arg)
-        return not any(_comparable(value, a) and value == a for a in arg)
+        return not any(_comparable(value, a) and bool(value == a) for a in arg)
     if value is None:
         return False
     if op == "equal":
         return _comparable(value, arg) and bool(value == arg)
     if op == "in":
-        return any(_comparable(value, a) and value == a for a in arg)
+        return any(_comparable(value, a) and bool(value == a) for a in arg)
     if op in ("gt", "gte", "lt", "lte"):
         if not _comparable(value, arg):
             return False
-        return {
-            "gt": value > arg,
-            "gte": value >= arg,
-            "lt": value < arg,
-            "lte": value <= arg,
-        }[op]
+        return bool(
+            {"gt": value > arg, "gte": value >= arg, "lt": value < arg, "lte": value <= arg}[op]
+        )
     if not isinstance(value, str) or not isinstance(arg, str):
         return False
-    if op.startswith("i"):
-        value, arg, op = value.lower(), arg.lower(), op[1:]
+    text, needle = (value.lower(), arg.lower()) if op.startswith("i") else (value, arg)
+    op = op.removeprefix("i")
     if op == "equal":
-        return value == arg
+        return text == needle
     if op == "prefix":
-        return value.startswith(arg)
+        return text.startswith(needle)
     if op == "suffix":
-        return value.endswith(arg)
+        return text.endswith(needle)
     if op == "contains":
-        return arg in value
+        return needle in text
     raise ValueError(f"unknown operator {f.op!r}")
 
 

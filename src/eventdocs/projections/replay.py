@@ -203,10 +203,10 @@ async def verify(
                 continue
             docs = sorted(expected_masters[resource].values(), key=lambda d: d.id)
             changes = [Change(resource, d.id, None, d.data) for d in docs]
-            rows: dict[str, Any] = {k: expected.get(k) for c in changes for k in view.keys(c)}
+            touched: dict[str, Any] = {k: expected.get(k) for c in changes for k in view.keys(c)}
             for change in changes:
-                view.apply(rows, change)
-            expected.update(rows)
+                view.apply(touched, change)
+            expected.update(touched)
         want_rows = {k: v for k, v in expected.items() if v is not None}
         actual_rows = await store.read_view(view.name)
         for key in sorted(want_rows.keys() | actual_rows.keys()):
