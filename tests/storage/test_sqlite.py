@@ -1,0 +1,178 @@
+"""What only the SQLite store promises: WAL, group commit, durability under kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+from subprocess import PIPE
+
+import pytest
+
+from eventdocs.errors import DeclarationError, StorageError
+from eventdocs.events import Create, Draft, Update
+from eventdocs.query import Filter, Query
+from eventdocs.storage import Checkpoint, Document, HistoryWrite, IndexSpec, ProjectionBatch
+from eventdocs.storage.sqlite import SQLiteStore, _compile
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "store.db")
+    await s.open()
+    await s.ensure_resource("post", [IndexSpec("title", "text"), IndexSpec("meta.n", "integer")])
+    yield s
+    await s.close()
+
+
+def create(id: str, **body: object) -> Draft:
+    return Draft(action="create", id=id, body=body)
+
+
+async def test_wal_and_full_sync_for_appends_normal_for_projections(store: SQLiteStore) -> None:
+    await store.append("post", [create("a")])
+    assert await store.pragma("journal_mode") == "wal"
+    assert await store.pragma("synchronous") == 2  # FULL
+    await store.write_projection("post", ProjectionBatch(Checkpoint(1, 0)))
+    assert await store.pragma("synchronous") == 1  # NORMAL
+    await store.append("post", [create("b")])
+    assert await store.pragma("synchronous") == 2
+
+
+async def test_concurrent_appends_share_commits(store: SQLiteStore) -> None:
+    before = store.commits
+    results = await asyncio.gather(*(store.append("post", [create(f"d{i}")]) for i in range(400)))
+    assert sorted(r.events[0].seq for r in results) == list(range(1, 401))
+    assert store.commits - before <= 100, store.commits - before
+
+
+async def test_close_finishes_pending_appends_and_reopen_continues(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "store.db")
+    await store.open()
+    await store.ensure_resource("post")
+    await store.ensure_view("counts")
+    first = await store.append("post", [create("a")], idempotency_key="k")
+    pending = [asyncio.ensure_future(store.append("post", [create(f"d{i}")])) for i in range(50)]
+    await asyncio.sleep(0)
+    await store.close()
+    assert all(task.done() and not task.exception() for task in pending)
+    store = SQLiteStore(tmp_path / "store.db")
+    await store.open()
+    await store.open()  # idempotent
+    await store.ensure_resource("post")
+    assert await store.resources() == ["post"]
+    assert await store.last_seq("post") == 51
+    again = await store.append("post", [create("z")], idempotency_key="k")
+    assert again.replayed and again.events == first.events
+    (event,) = (await store.append("post", [create("z")])).events
+    assert event.seq == 52 and event.recorded_at >= first.events[0].recorded_at
+    assert await store.read_view("counts") == {}
+    await store.close()
+    with pytest.raises(StorageError):
+        await store.append("post", [create("y")])
+
+
+async def test_bad_names_and_driver_errors(store: SQLiteStore, tmp_path: Path) -> None:
+    for name in ("post_history", "x_revisions", "view_x", "eventdocs_keys", "a-b", "1a", ""):
+        with pytest.raises(DeclarationError):
+            await store.ensure_resource(name)
+    broken = SQLiteStore(tmp_path / "missing" / "dir" / "store.db")
+    with pytest.raises(StorageError):
+        await broken.open()
+    await broken.close()
+
+
+async def test_queries_use_the_declared_indexes(store: SQLiteStore, tmp_path: Path) -> None:
+    docs = [Document(f"d{i}", {"title": f"t{i}", "meta": {"n": i}}, 1, i, i) for i in range(50)]
+    history = [HistoryWrite(d.id, 1, [d]) for d in docs]
+    await store.write_projection(
+        "post", ProjectionBatch(Checkpoint(50, 50), history=history, upserts=docs)
+    )
+    total, page = await store.query("post", Query((Filter("meta.n", "gte", 45),)))
+    assert total == 5 and [d.id for d in page] == ["d45", "d46", "d47", "d48", "d49"]
+    conn = sqlite3.connect(tmp_path / "store.db")
+
+    def plan(source: str, query: Query, params: list[object]) -> str:
+        _, page_sql = _compile(source, query, params)
+        rows = conn.execute(f"EXPLAIN QUERY PLAN {page_sql}", [*params, 10, 0]).fetchall()
+        return " ".join(str(row[-1]) for row in rows)
+
+    for f in [Filter("title", "equal", "t3"), Filter("title", "prefix", "t1"),
+              Filter("meta.n", "equal", 3), Filter("title", "in", ["t1", "t2"])]:  # fmt: skip
+        assert "USING INDEX post__" in plan('FROM "post" WHERE 1', Query((f,)), []), f
+    conn.close()
+
+
+# -- durability ------------------------------------------------------------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from eventdocs.events import Draft
+    from eventdocs.storage.sqlite import SQLiteStore
+
+    async def main():
+        store = SQLiteStore(sys.argv[1])
+        await store.open()
+        await store.ensure_resource("post")
+        print("ready", flush=True)
+
+        async def writer(w):
+            for i in range(10**9):
+                doc = f"w{w}-{i}"
+                drafts = [
+                    Draft(action="create", id=doc, body={"w": w, "i": i, "pad": "x" * 300}),
+                    Draft(action="update", id=doc, body={"i": i + 1}),
+                ]
+                result = await store.append("post", drafts)
+                seqs = [e.seq for e in result.events]
+                sys.stdout.write(f"{seqs[0]} {seqs[1]} {doc}\\n")
+                sys.stdout.flush()
+
+        await asyncio.gather(*(writer(w) for w in range(32)))
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_acknowledged_appends_survive_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, str(path), stdout=PIPE, stderr=PIPE
+    )
+    assert child.stdout is not None
+    acked: list[str] = []
+
+    async def read_acks() -> None:
+        assert child.stdout is not None
+        while len(acked) < 1501 and (line := await child.stdout.readline()):
+            acked.append(line.decode())
+
+    try:
+        await asyncio.wait_for(read_acks(), 120)
+    finally:
+        child.kill()  # SIGKILL, mid-stream: appends are still in flight
+        rest, errors = await child.communicate()
+    assert child.returncode == -signal.SIGKILL, errors.decode()
+    acked += rest.decode().splitlines(keepends=True)  # acknowledged before the kill too
+    assert acked[0] == "ready\n" and len(acked) > 1500
+
+    store = SQLiteStore(path)
+    await store.open()
+    log = await store.read_log("post", limit=10**6)
+    await store.close()
+    assert [e.seq for e in log] == list(range(1, len(log) + 1))  # no gaps
+    assert len(log) % 2 == 0  # no half of an append
+    for create, update in zip(log[::2], log[1::2], strict=True):
+        assert isinstance(create, Create) and isinstance(update, Update)
+        assert create.id == update.id and update.body == {"i": create.body["i"] + 1}
+        assert create.body["pad"] == "x" * 300
+    by_seq = {e.seq: e for e in log}
+    for line in acked[1:]:
+        first, second, doc = line.split()
+        assert by_seq[int(first)].id == doc and by_seq[int(second)].id == doc
