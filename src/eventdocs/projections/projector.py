@@ -102,11 +102,18 @@ class Projector:
         done = self._done.get(resource)
         if done is not None and done.seq >= seq:
             return
-        await self.project(resource)
+        await self.project(resource, until=seq)
 
-    async def project(self, resource: str) -> Checkpoint:
-        """Project everything appended so far, at valid time now."""
+    async def project(self, resource: str, *, until: int | None = None) -> Checkpoint:
+        """Project everything appended so far, at valid time now.
+
+        With ``until``, return at once when the step that held the lock already
+        projected up to that seq: concurrent writers share one projection.
+        """
         async with self._locks[resource]:
+            done = self._done.get(resource)
+            if until is not None and done is not None and done.seq >= until:
+                return done
             checkpoint = await self.store.read_checkpoint(resource)
             if checkpoint.seq == 0 and await self.store.last_seq(resource) > 0:
                 # Never projected, or a replay was interrupted: start clean.
