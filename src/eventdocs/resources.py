@@ -26,6 +26,7 @@ import time as :class:`~eventdocs.errors.DeclarationError`.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -149,6 +150,12 @@ def _object_schema(fields: Mapping[str, Field], *, required: bool = True) -> dic
     return schema
 
 
+@functools.lru_cache(maxsize=4096)
+def _pointer(name: str) -> str:
+    # Validation runs on every write: build each field's path once.
+    return pointer(name)
+
+
 def _validate_object(
     fields: Mapping[str, Field],
     body: Any,
@@ -163,7 +170,7 @@ def _validate_object(
     errors: list[ErrorDetail] = []
     out: dict[str, Any] = {}
     for name, f in fields.items():
-        path = pointer(name)
+        path = _pointer(name)
         if name in body:
             value = body[name]
         elif f.default is not UNSET:

@@ -96,6 +96,12 @@ class Projector:
                 self._views_of[source].append(view)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._done: dict[str, Checkpoint] = {}
+        self._recent: dict[str, dict[int, Document]] = defaultdict(dict)
+
+    def recent(self, resource: str, seq: int) -> Document | None:
+        """The history row event ``seq`` produced, if a recent step of this
+        process wrote it: a writer answers with it without reading it back."""
+        return self._recent[resource].get(seq)
 
     async def sync(self, resource: str, seq: int) -> None:
         """Return once the events up to ``seq`` are projected (read-your-writes)."""
@@ -127,6 +133,10 @@ class Projector:
                 if batch is not None:
                     await self.store.write_projection(resource, batch)
                     checkpoint = batch.checkpoint
+                    recent = self._recent[resource]
+                    if len(recent) > 100_000:
+                        recent.clear()
+                    recent.update((row.seq, row) for w in batch.history for row in w.rows)
                 self._done[resource] = checkpoint
                 if len(events) < self.batch_size:
                     return checkpoint
