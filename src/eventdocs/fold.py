@@ -152,7 +152,10 @@ def fold(
     """
     known = [e for e in events if known_at is None or e.recorded_at <= known_at]
     known.sort(key=order_key)
-    cancelled, failed_cancels = cancelled_targets(known)
+    if any(isinstance(e, Cancel) for e in known):
+        cancelled, failed_cancels = cancelled_targets(known)
+    else:  # the common case, on the replay's hot path
+        cancelled, failed_cancels = {}, {}
     state = MISSING
     results: list[Result] = []
     for event in known:

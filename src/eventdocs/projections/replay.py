@@ -7,6 +7,7 @@ with :func:`eventdocs.fold.fold`, the same function the projector uses.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +100,9 @@ async def replay(
     """Rebuild the history and master collection of ``resource`` from its log.
 
     Returns the number of events folded; ``progress`` gets each chunk's count.
+    Folding a chunk overlaps with writing the one before (the store writes on
+    its own thread), and the checkpoint is written last: a replay cut short
+    leaves the zero checkpoint, so the projector starts over cleanly.
     """
     max_seq = await store.last_seq(resource)
     await store.reset_projection(resource)
@@ -106,7 +110,17 @@ async def replay(
     upserts: list[Document] = []
     pending = 0
     total = 0
-    zero = Checkpoint()
+    writing: asyncio.Task[None] | None = None
+
+    async def flush(batch: ProjectionBatch, count: int) -> None:
+        nonlocal writing, total
+        if writing is not None:
+            await writing
+        writing = asyncio.create_task(store.write_projection(resource, batch))
+        if progress is not None and count:
+            progress(count)
+        total += count
+
     async for doc_id, events in documents_of(store, resource, max_seq=max_seq, chunk=chunk):
         rows = expected_rows(doc_id, events)
         if rows:
@@ -116,17 +130,12 @@ async def replay(
                 upserts.append(master)
         pending += len(events)
         if pending >= chunk:
-            await store.write_projection(resource, ProjectionBatch(zero, history, upserts))
-            if progress is not None:
-                progress(pending)
-            total += pending
+            await flush(ProjectionBatch(Checkpoint(), history, upserts), pending)
             history, upserts, pending = [], [], 0
-    await store.write_projection(
-        resource, ProjectionBatch(Checkpoint(max_seq, now), history, upserts)
-    )
-    if progress is not None and pending:
-        progress(pending)
-    return total + pending
+    await flush(ProjectionBatch(Checkpoint(max_seq, now), history, upserts), pending)
+    assert writing is not None
+    await writing
+    return total
 
 
 async def _master_changes(
