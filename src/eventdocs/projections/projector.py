@@ -131,7 +131,10 @@ class Projector:
                 now = max(checkpoint.toa, self.clock.now(), *(e.recorded_at for e in events[-1:]))
                 batch = await self._step(resource, checkpoint, events, now)
                 if batch is not None:
-                    await self.store.write_projection(resource, batch)
+                    if not await self.store.write_projection(resource, batch):
+                        # Another process moved the checkpoint first: start from its.
+                        checkpoint = await self.store.read_checkpoint(resource)
+                        continue
                     checkpoint = batch.checkpoint
                     recent = self._recent[resource]
                     if len(recent) > 100_000:

@@ -110,7 +110,7 @@ async def replay(
     upserts: list[Document] = []
     pending = 0
     total = 0
-    writing: asyncio.Task[None] | None = None
+    writing: asyncio.Task[bool] | None = None
 
     async def flush(batch: ProjectionBatch, count: int) -> None:
         nonlocal writing, total

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
+from eventdocs.projections.lease import Lease
 from eventdocs.projections.projector import Projector
 from eventdocs.times import MAX_TIME
 
@@ -23,8 +24,17 @@ log = logging.getLogger("eventdocs.scheduler")
 class Scheduler:
     """The background task that keeps every resource projected at "now"."""
 
-    def __init__(self, projector: Projector, resources: Sequence[str]) -> None:
+    def __init__(
+        self,
+        projector: Projector,
+        resources: Sequence[str],
+        *,
+        lease: Lease | None = None,
+        poll: float = 1.0,
+    ) -> None:
         self.projector = projector
+        self.lease = lease
+        self.poll = poll
         self.resources = list(resources)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -38,6 +48,8 @@ class Scheduler:
 
     async def start(self) -> None:
         """Catch up every resource, then keep them current in the background."""
+        if self.lease is not None:
+            await self.lease.start()
         await self.run_once()
         self._task = asyncio.create_task(self._run(), name="eventdocs-scheduler")
 
@@ -49,6 +61,8 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.lease is not None:
+            await self.lease.stop()
 
     async def run_once(self) -> int | None:
         """Project every resource at now; return the next TOA to wake at."""
@@ -72,4 +86,8 @@ class Scheduler:
                 # A failing store must not kill the scheduler: log and retry soon.
                 log.exception("projection failed; retrying")
                 wake_at = clock.now() + int(self.retry_delay * 1e6)
+            if self.lease is not None and self.lease.leading:
+                # Other processes' appends do not notify this one: look again soon.
+                poll_at = clock.now() + int(self.poll * 1e6)
+                wake_at = poll_at if wake_at is None else min(wake_at, poll_at)
             await clock.sleep_until(MAX_TIME if wake_at is None else wake_at, self._wake)

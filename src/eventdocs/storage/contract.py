@@ -226,8 +226,13 @@ class EventStore(Protocol):
         """How far ``resource`` is projected (the zero checkpoint when never)."""
         ...
 
-    async def write_projection(self, resource: str, batch: ProjectionBatch) -> None:
-        """Write history, master rows, view rows and the checkpoint in one transaction."""
+    async def write_projection(self, resource: str, batch: ProjectionBatch) -> bool:
+        """Write history, master rows, view rows and the checkpoint in one transaction.
+
+        Returns ``False``, writing nothing, when another process sharing the
+        store moved the checkpoint since this one read it (single-process
+        stores always write and return ``True``).
+        """
         ...
 
     async def reset_projection(self, resource: str) -> None:

@@ -198,7 +198,7 @@ class MemoryStore:
     async def read_checkpoint(self, resource: str) -> Checkpoint:
         return self._res(resource).checkpoint
 
-    async def write_projection(self, resource: str, batch: ProjectionBatch) -> None:
+    async def write_projection(self, resource: str, batch: ProjectionBatch) -> bool:
         res = self._res(resource)
         for write in batch.history:
             kept = [row for row in res.history.get(write.id, []) if row.rev < write.from_rev]
@@ -214,6 +214,7 @@ class MemoryStore:
                 view.rows.pop(key, None)
             view.checkpoints.update(view_write.checkpoint)
         res.checkpoint = batch.checkpoint
+        return True
 
     async def reset_projection(self, resource: str) -> None:
         res = self._res(resource)

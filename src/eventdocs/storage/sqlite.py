@@ -777,7 +777,7 @@ class SQLiteStore:
         )
         return Checkpoint(*rows[0]) if rows else Checkpoint()
 
-    async def write_projection(self, resource: str, batch: ProjectionBatch) -> None:
+    async def write_projection(self, resource: str, batch: ProjectionBatch) -> bool:
         sql = self._res(resource)
         views = [(_name(v, "view"), w) for v, w in batch.views.items()]
 
@@ -829,6 +829,7 @@ class SQLiteStore:
             )
 
         await self._call(run, lambda: self._views.update(v for v, _ in views))
+        return True
 
     async def reset_projection(self, resource: str) -> None:
         sql = self._res(resource)
