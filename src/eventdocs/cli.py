@@ -1,0 +1,595 @@
+"""The ``eventdocs`` command: serve, rebuild, check, inspect, diff, revert, move, measure.
+
+Every command takes ``--store PATH|URI`` (default ``./eventdocs.db``, or
+``$EVENTDOCS_STORE``). The commands that only need the log (export, import,
+replay, verify, history, diff) work without ``--target``; given one they
+also know its indexes and views. Commands that write (replay, import,
+revert) must not run while a server owns the same SQLite file.
+
+Errors are caught in one place, :meth:`_Cli.main`: one line on stderr and a
+non-zero exit (2 for bad usage, 1 for everything else), never a traceback
+(``EVENTDOCS_DEBUG=1`` re-raises unexpected ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import msgspec
+from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
+from rich.table import Table
+
+from eventdocs.documents import WriteResult
+from eventdocs.errors import EventdocsError, InvalidRequest, NotFound
+from eventdocs.events import Event, decode_event, encode_event
+from eventdocs.fold import Result
+from eventdocs.projections.replay import Difference, rebuild_view, replay, verify
+from eventdocs.projections.views import View
+from eventdocs.resources import ResourceSpec, load_declarations, load_target, load_views
+from eventdocs.service import Service
+from eventdocs.storage import EventStore, open_store
+from eventdocs.times import SystemClock, format_time, parse_time
+
+__all__ = ["main"]
+
+_DEFAULT_STORE = "./eventdocs.db"
+_IMPORT_CHUNK = 5000
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+# -- the one place errors are reported ---------------------------------------------
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"eventdocs: error: {' '.join(message.split())}", err=True)
+    sys.exit(code)
+
+
+def _describe(exc: EventdocsError) -> str:
+    details = "; ".join(f"{d.path}: {d.message}" for d in exc.errors if d.message not in exc.detail)
+    return f"{exc.detail} ({details})" if details else exc.detail
+
+
+class _Cli(click.Group):
+    """A group that turns every failure into one line on stderr and an exit code."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # the help, as click prints it without arguments
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            _fail(f"{exc.format_message()}{where}", exc.exit_code)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            _fail("interrupted", 130)
+        except EventdocsError as exc:
+            _fail(_describe(exc))
+        except OSError as exc:
+            name = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{name}{exc.strerror or exc}")
+        except Exception as exc:
+            if os.environ.get("EVENTDOCS_DEBUG"):
+                raise
+            _fail(f"unexpected {type(exc).__name__}: {exc} (EVENTDOCS_DEBUG=1 shows where)")
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+# -- shared options and helpers ----------------------------------------------------
+
+
+_store_option = click.option(
+    "--store",
+    "store_url",
+    default=_DEFAULT_STORE,
+    envvar="EVENTDOCS_STORE",
+    show_default=True,
+    metavar="PATH|URI",
+    help="A SQLite file, sqlite:///path, mongodb://... or memory:.",
+)
+_target_option = click.option(
+    "--target",
+    envvar="EVENTDOCS_TARGET",
+    metavar="TARGET",
+    help="Resource declarations (file.py, package.module:attr or .json) for schemas and views.",
+)
+_resource_option = click.option(
+    "--resource", "chosen", multiple=True, metavar="R", help="Only these (repeatable)."
+)
+
+
+def _declared(target: str | None) -> tuple[list[ResourceSpec], list[View]]:
+    if target is None:
+        return [], []
+    return load_target(target), load_views(target)
+
+
+def _must_exist(url: str) -> None:
+    # Opening a missing file would create an empty store and report "no resources".
+    path = url.removeprefix("sqlite://")
+    if "://" not in path and path != "memory:" and not Path(path).exists():
+        raise NotFound(f"no store at {url} (give --store PATH|URI)")
+
+
+@contextlib.asynccontextmanager
+async def _opened(url: str, *, create: bool = False) -> AsyncIterator[EventStore]:
+    """The opened store at ``url``; a missing SQLite file is an error unless ``create``."""
+    if not create:
+        _must_exist(url)
+    store = open_store(url, clock=SystemClock())
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def _resources(
+    store: EventStore, chosen: Sequence[str], specs: list[ResourceSpec]
+) -> list[str]:
+    known = await store.resources()
+    names = list(chosen) or sorted({s.name for s in specs} & set(known)) or known
+    for name in names:
+        if name not in known:
+            raise NotFound(
+                f"the store has no resource {name!r} (it has {', '.join(known) or 'none'})"
+            )
+    return names
+
+
+async def _rebuild(
+    store: EventStore, names: Sequence[str], specs: list[ResourceSpec], views: list[View]
+) -> tuple[int, list[View]]:
+    """Replay ``names`` (a progress bar each), then rebuild the views that read them."""
+    total = 0
+    for name in names:
+        await store.ensure_resource(name, _spec(name, specs).indexes())
+        with _progress(f"replay {name}", await store.last_seq(name)) as advance:
+            total += await replay(store, name, now=SystemClock().now(), progress=advance)
+    rebuilt = [v for v in views if set(v.sources) & set(names)]
+    for view in rebuilt:
+        await store.ensure_view(view.name)
+        await rebuild_view(store, view)
+    return total, rebuilt
+
+
+def _spec(name: str, specs: list[ResourceSpec]) -> ResourceSpec:
+    """The declared spec of ``name``, or a bare one: reading the log needs no schema."""
+    declared = [s for s in specs if s.name == name]
+    if declared:
+        return max(declared, key=lambda s: s.version)
+    return load_declarations({"resources": [{"name": name}]})[0]
+
+
+def _time(value: str | None, option: str) -> int | None:
+    if value is None:
+        return None
+    if value.strip().lower() == "now":
+        return SystemClock().now()
+    return parse_time(value, path=option)
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (silent when stderr is not a terminal)."""
+    with Progress(
+        *Progress.get_default_columns(),
+        MofNCompleteColumn(),
+        console=_err,
+        disable=not _err.is_terminal,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _rate(count: int, seconds: float) -> str:
+    return f"{count:,} events in {seconds:.2f} s ({count / max(seconds, 1e-9):,.0f} events/s)"
+
+
+def _print_table(table: Table) -> None:
+    """Print on stdout; piped output is not cut to 80 columns (ids stay whole)."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=240)
+    console.print(table)
+
+
+def _json_out(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+# -- the commands --------------------------------------------------------------------
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="eventdocs")
+def main() -> None:
+    """eventdocs: an event-sourced document store with a REST API."""
+
+
+@main.command()
+@click.argument("target")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@_store_option
+@click.option("--insecure", is_flag=True, help="Serve beyond loopback without tokens.")
+@click.option("--tokens", metavar="FILE", help="A JSON file of bearer tokens and their scopes.")
+@click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
+def serve(target: str, store_url: str, **options: Any) -> None:
+    """Serve the resources of TARGET over HTTP (python -m eventdocs.http.serve has limits)."""
+    try:  # imported here: the HTTP stack is heavy and other commands never need it
+        module = importlib.import_module("eventdocs.http.serve")
+    except ImportError as exc:
+        raise InvalidRequest(f"the HTTP server is not available: {exc}") from exc
+    module.run(target, store=store_url, **options)
+
+
+@main.command("replay")
+@_resource_option
+@_store_option
+@_target_option
+def replay_command(chosen: tuple[str, ...], store_url: str, target: str | None) -> None:
+    """Rebuild master collections, history and views from the log.
+
+    Without --target views are left for the server to rebuild when it starts.
+    """
+    specs, views = _declared(target)
+
+    async def run() -> None:
+        async with _opened(store_url) as store:
+            names = await _resources(store, chosen, specs)
+            started = time.perf_counter()
+            total, rebuilt = await _rebuild(store, names, specs, views)
+            elapsed = time.perf_counter() - started
+        click.echo(f"replayed {', '.join(names)}: {_rate(total, elapsed)}")
+        if rebuilt:
+            click.echo(f"rebuilt views: {', '.join(v.name for v in rebuilt)}")
+        elif not target:
+            click.echo("views were not rebuilt (no --target); a server rebuilds them at start")
+
+    asyncio.run(run())
+
+
+@main.command("verify")
+@_resource_option
+@_store_option
+@_target_option
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+def verify_command(
+    chosen: tuple[str, ...], store_url: str, target: str | None, as_json: bool
+) -> None:
+    """Check the projections against the log; exit 1 if any differ.
+
+    Folds each document's events and compares with its history, master row
+    and views; lists every document that differs.
+    """
+    specs, views = _declared(target)
+
+    async def run() -> tuple[list[str], list[Difference]]:
+        async with _opened(store_url) as store:
+            names = await _resources(store, chosen, specs)
+            checked = [v for v in views if set(v.sources) <= set(names)]
+            with _err.status("verifying…") if _err.is_terminal else contextlib.nullcontext():
+                return names, await verify(store, names, checked)
+
+    names, diffs = asyncio.run(run())
+    if as_json:
+        _json_out([msgspec.to_builtins(d) for d in diffs])
+    elif diffs:
+        table = Table("collection", "name", "id", "expected", "actual", title="differences")
+        for d in diffs:
+            table.add_row(d.collection, d.name, d.id, _short(d.expected), _short(d.actual))
+        _print_table(table)
+    if diffs:
+        click.echo(f"{len(diffs)} differences in {', '.join(names)}", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {', '.join(names) or 'no resources'} match the fold of the log")
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = msgspec.json.encode(msgspec.to_builtins(value)).decode()
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@main.command()
+@click.argument("resource")
+@click.argument("doc_id", metavar="ID")
+@_store_option
+@click.option("--json", "as_json", is_flag=True, help="Print the revisions as JSON.")
+def history(resource: str, doc_id: str, store_url: str, as_json: bool) -> None:
+    """List every event of a document with its outcome.
+
+    Seq, action, time of action, recorded at and outcome, in valid-time order.
+    """
+
+    async def run() -> list[Result]:
+        async with _opened(store_url) as store:
+            service = Service(store, [_spec(resource, [])], background=False)
+            return await service.documents(resource).revisions(doc_id)
+
+    results = asyncio.run(run())
+    if as_json:
+        _json_out([_revision(r) for r in results])
+        return
+    table = Table(
+        "seq", "action", "TOA", "recorded at", "outcome", "rev", title=f"{resource} {doc_id}"
+    )
+    for r in results:
+        row = _revision(r)
+        outcome = f"{r.outcome}: {r.reason}" if r.reason else r.outcome
+        rev = "" if r.rev is None else str(r.rev)
+        table.add_row(
+            str(r.event.seq), r.event.action, row["toa"], row["recorded_at"], outcome, rev
+        )
+    _print_table(table)
+
+
+def _revision(r: Result) -> dict[str, Any]:
+    return {
+        "seq": r.event.seq,
+        "action": r.event.action,
+        "toa": format_time(r.event.toa),
+        "recorded_at": format_time(r.event.recorded_at),
+        "outcome": r.outcome,
+        "rev": r.rev,
+        "reason": r.reason,
+    }
+
+
+@main.command()
+@click.argument("resource")
+@click.argument("doc_id", metavar="ID")
+@click.option("--from", "from_rev", type=click.IntRange(min=1), help="From this revision.")
+@click.option("--to", "to_rev", type=click.IntRange(min=1), help="To this revision.")
+@click.option("--from-time", metavar="T", help="From the state at valid time T.")
+@click.option("--to-time", metavar="T", help="To the state at valid time T.")
+@_store_option
+@_target_option
+def diff(
+    resource: str,
+    doc_id: str,
+    from_rev: int | None,
+    to_rev: int | None,
+    from_time: str | None,
+    to_time: str | None,
+    store_url: str,
+    target: str | None,
+) -> None:
+    """Print the JSON Patch between two revisions or times.
+
+    An RFC 6902 patch from --from/--from-time to --to/--to-time; a side left
+    out is now. Times are RFC 3339 with an offset, Unix epoch seconds, or now.
+    """
+    for rev, t, side in ((from_rev, from_time, "from"), (to_rev, to_time, "to")):
+        if rev is not None and t is not None:
+            raise click.UsageError(f"give --{side} or --{side}-time, not both")
+    since, until = _time(from_time, "--from-time"), _time(to_time, "--to-time")
+    specs, _ = _declared(target)
+
+    async def run() -> list[dict[str, Any]]:
+        async with _opened(store_url) as store:
+            service = Service(store, [_spec(resource, specs)], background=False)
+            now = service.clock.now()
+            return await service.documents(resource).diff(
+                doc_id,
+                from_rev=from_rev,
+                to_rev=to_rev,
+                # "now" from history, which is current even when the master is behind
+                from_time=now if since is None and from_rev is None else since,
+                to_time=now if until is None and to_rev is None else until,
+            )
+
+    _json_out(asyncio.run(run()))
+
+
+@main.command()
+@click.argument("resource")
+@click.argument("doc_id", metavar="ID")
+@click.option("--to-revision", type=click.IntRange(min=1), help="Back to this revision.")
+@click.option("--as-of", metavar="T", help="Back to the state at valid time T.")
+@click.option("--dry-run", is_flag=True, help="Print the patch it would apply; append nothing.")
+@_store_option
+@_target_option
+def revert(
+    resource: str,
+    doc_id: str,
+    to_revision: int | None,
+    as_of: str | None,
+    dry_run: bool,
+    store_url: str,
+    target: str | None,
+) -> None:
+    """Set a document back to a revision or time.
+
+    Appends one revert event and prints the patch it applied; --dry-run only
+    prints the patch. Needs --target (unless --dry-run) for views.
+    """
+    if (to_revision is None) == (as_of is None):
+        raise click.UsageError("give exactly one of --to-revision and --as-of")
+    if not dry_run and target is None:
+        raise click.UsageError("revert needs --target (its schemas and views)")
+    when = _time(as_of, "--as-of")
+    specs, views = _declared(target)
+
+    async def run() -> tuple[WriteResult | None, list[dict[str, Any]]]:
+        async with _opened(store_url) as store:
+            if dry_run:  # reads only: no projection step, nothing written
+                service = Service(store, [_spec(resource, specs)], background=False)
+            else:
+                service = Service(store, specs, views=views, background=False)
+                await service.start()  # caught up first, so the check sees the present
+            docs = service.documents(resource)
+            patch = await docs.diff(
+                doc_id, from_time=service.clock.now(), to_rev=to_revision, to_time=when
+            )
+            if dry_run:
+                return None, patch
+            return await docs.revert(doc_id, to_revision=to_revision, as_of=when), patch
+
+    result, patch = asyncio.run(run())
+    _json_out(patch)
+    if result is None:
+        click.echo("dry run: nothing appended", err=True)
+        return
+    rev = result.document.rev if result.document is not None else "deleted"
+    click.echo(f"appended revert event {result.event.seq}; {resource} {doc_id} is now at {rev}")
+
+
+@main.command("export")
+@_resource_option
+@click.option("--after", default=0, type=click.IntRange(min=0), help="Only events with seq > N.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Default: stdout."
+)
+@_store_option
+def export(chosen: tuple[str, ...], after: int, output: str | None, store_url: str) -> None:
+    """Write the log as JSON Lines.
+
+    One event a line, resource by resource in seq order; ``import`` reads it.
+    """
+
+    async def run(out: Any) -> int:
+        count = 0
+        async with _opened(store_url) as store:
+            for name in await _resources(store, chosen, []):
+                last = await store.last_seq(name)
+                with _progress(f"export {name}", max(last - after, 0)) as advance:
+                    seq = after
+                    while events := await store.read_log(name, after=seq, limit=_IMPORT_CHUNK):
+                        out.write(b"".join(encode_event(e) + b"\n" for e in events))
+                        advance(len(events))
+                        count += len(events)
+                        seq = events[-1].seq
+        return count
+
+    if output is None:
+        count = asyncio.run(run(sys.stdout.buffer))
+        sys.stdout.flush()
+    else:
+        with open(output, "wb") as f:
+            count = asyncio.run(run(f))
+    click.echo(f"exported {count:,} events", err=True)
+
+
+def _read_events(path: Path) -> Iterator[tuple[int, Event]]:
+    with path.open("rb") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield number, decode_event(line)
+                except msgspec.DecodeError as exc:
+                    raise InvalidRequest(f"{path}:{number}: not an eventdocs event: {exc}") from exc
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Import into a store that already holds events.")
+@_store_option
+@_target_option
+def import_command(file: Path, force: bool, store_url: str, target: str | None) -> None:
+    """Load a JSON Lines export and rebuild the projections.
+
+    Events are written verbatim (same seqs and times), so the projections come
+    out identical to the exporting store's. A store that already holds events
+    is refused unless --force (the file must then continue its logs).
+    """
+    specs, views = _declared(target)
+
+    async def run() -> tuple[dict[str, int], float]:
+        started = time.perf_counter()
+        async with _opened(store_url, create=True) as store:
+            existing = {n: await store.last_seq(n) for n in await store.resources()}
+            held = sum(existing.values())
+            if held and not force:
+                raise InvalidRequest(
+                    f"the store already holds {held:,} events; --force imports anyway"
+                    " (the file's seqs must continue its logs)"
+                )
+            # First pass: check every line before writing any, so a bad file imports nothing.
+            counts: dict[str, int] = {}
+            for number, event in _read_events(file):
+                expected = existing.get(event.resource, 0) + counts.get(event.resource, 0) + 1
+                if event.seq != expected:
+                    raise InvalidRequest(
+                        f"{file}:{number}: {event.resource} event {event.seq} where"
+                        f" {expected} continues the log"
+                    )
+                counts[event.resource] = counts.get(event.resource, 0) + 1
+            for name in counts:
+                await store.ensure_resource(name, _spec(name, specs).indexes())
+            with _progress("import", sum(counts.values())) as advance:
+                chunk: dict[str, list[Event]] = {}
+                for _, event in _read_events(file):
+                    events = chunk.setdefault(event.resource, [])
+                    events.append(event)
+                    if len(events) >= _IMPORT_CHUNK:
+                        await store.load(event.resource, events)
+                        advance(len(events))
+                        chunk[event.resource] = []
+                for name, events in chunk.items():
+                    if events:
+                        await store.load(name, events)
+                        advance(len(events))
+            await _rebuild(store, list(counts), specs, views)
+        return counts, time.perf_counter() - started
+
+    counts, elapsed = asyncio.run(run())
+    summary = ", ".join(f"{name} {n:,}" for name, n in counts.items()) or "nothing"
+    click.echo(f"imported {summary}; projections rebuilt: {_rate(sum(counts.values()), elapsed)}")
+
+
+@main.command()
+@click.option("--tiny", "size", flag_value="tiny", help="Seconds; for tests.")
+@click.option("--full", "size", flag_value="full", help="The issue's sizes (1,000,000 events).")
+@click.option(
+    "--out",
+    default="benchmarks/results",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where results.md, results.json and the plots go.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the temporary stores go (default: a temp dir beside --out).",
+)
+@click.option("--only", multiple=True, metavar="NAME", help="Only these benchmarks (repeatable).")
+@click.option("--no-peer", is_flag=True, help="Skip the eventsourcing comparison.")
+@click.option("--no-http", is_flag=True, help="Skip benchmarks/http_bench.py.")
+def bench(
+    size: str | None,
+    out: Path,
+    workdir: Path | None,
+    only: tuple[str, ...],
+    no_peer: bool,
+    no_http: bool,
+) -> None:
+    """Run the benchmark suite and write its results.
+
+    Writes results.md, results.json and PNG plots (with matplotlib) to --out.
+    """
+    from eventdocs.bench.suite import BENCHMARKS, Options, run_suite
+
+    unknown = sorted(set(only) - set(BENCHMARKS))
+    if unknown:
+        raise click.BadParameter(
+            f"unknown benchmarks {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}",
+            param_hint="--only",
+        )
+    options = Options(size or "default", out, workdir, only, peer=not no_peer, http=not no_http)
+    run_suite(options, console=Console(highlight=False, soft_wrap=True))
