@@ -17,12 +17,18 @@ class Post(Resource):
     version = 1
 
     class schema:
-        title = Text(required=True, nonnull=True, operators=["contains", "icontains", "prefix"],
-                     sortable=True, max_length=200)
+        title = Text(
+            required=True,
+            nonnull=True,
+            operators=["contains", "icontains", "prefix"],
+            sortable=True,
+            max_length=200,
+        )
         author = Text(operators=["equal", "iequal", "in", "notin", "null"], sortable=True)
         body = Text(operators=["contains", "icontains"])
-        blog = Integer(required=True, nonnull=True, operators=["equal", "in", "gt", "lt"],
-                       sortable=True)
+        blog = Integer(
+            required=True, nonnull=True, operators=["equal", "in", "gt", "lt"], sortable=True
+        )
         posted = DateTime(operators=["gt", "gte", "lt", "lte"], sortable=True)
         published = Boolean(default=False, operators=["equal"])
         tags = Sequence(Text(), max_length=20)

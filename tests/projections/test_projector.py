@@ -72,7 +72,9 @@ async def test_restart_projects_what_was_appended_but_not_projected(
 
 
 async def test_a_failing_event_does_not_stop_the_projector(clock: ManualClock) -> None:
-    service = Service(open_store("memory:", clock=clock), [Post.spec()], clock=clock, background=False)
+    service = Service(
+        open_store("memory:", clock=clock), [Post.spec()], clock=clock, background=False
+    )
     async with service:
         store = service.store
         # Written straight to the log, as a second writer might: a create of an existing id.
@@ -115,7 +117,9 @@ async def test_a_new_view_is_built_from_existing_documents(clock: ManualClock) -
     await plain.start()
     await plain.documents("post").create(POST)
     await plain.documents("post").create({**POST, "author": "bob"})
-    with_view = Service(store, [Post.spec()], views=[PostsPerAuthor()], clock=clock, background=False)
+    with_view = Service(
+        store, [Post.spec()], views=[PostsPerAuthor()], clock=clock, background=False
+    )
     await with_view.start()
     assert await store.read_view("posts_per_author") == {
         "ann": {"author": "ann", "posts": 1},

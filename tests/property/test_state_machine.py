@@ -69,7 +69,9 @@ BODIES = st.fixed_dictionaries(
     optional={
         "title": st.none() | TITLES,
         "n": st.integers(-5, 5),
-        "tags": st.dictionaries(st.sampled_from(["p", "q"]), st.integers(0, 3) | st.none(), max_size=2),
+        "tags": st.dictionaries(
+            st.sampled_from(["p", "q"]), st.integers(0, 3) | st.none(), max_size=2
+        ),
     },
 )
 OFFSETS = st.none() | st.integers(-30, 30).map(lambda s: s * SECOND)
@@ -172,7 +174,8 @@ class EquivalenceMachine(RuleBasedStateMachine):
         # The appends are durable but the process dies before projecting them;
         # the restart must project them exactly once.
         drafts = [
-            Draft(action="create", id=doc, body={"title": "x"}, toa=self.toa(offset)) for doc in docs
+            Draft(action="create", id=doc, body={"title": "x"}, toa=self.toa(offset))
+            for doc in docs
         ]
         for service in self.services:
             self.run(service.store.append("note", drafts))
