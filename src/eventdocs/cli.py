@@ -230,8 +230,36 @@ def main() -> None:
 @click.option("--insecure", is_flag=True, help="Serve beyond loopback without tokens.")
 @click.option("--tokens", metavar="FILE", help="A JSON file of bearer tokens and their scopes.")
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
+@click.option(
+    "--max-body",
+    type=click.IntRange(1),
+    default=1 << 20,
+    show_default=True,
+    help="Largest request body in bytes (413 above).",
+)
+@click.option(
+    "--max-limit",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Largest ?limit= of a query (400 above).",
+)
+@click.option(
+    "--max-bulk-ids",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Most ids in one _bulk request (413 above).",
+)
+@click.option(
+    "--max-pending",
+    type=click.IntRange(1),
+    default=100_000,
+    show_default=True,
+    help="Most scheduled writes pending per resource (429 above).",
+)
 def serve(target: str, store_url: str, **options: Any) -> None:
-    """Serve the resources of TARGET over HTTP (python -m eventdocs.http.serve has limits)."""
+    """Serve the resources of TARGET over HTTP until SIGINT or SIGTERM."""
     try:  # imported here: the HTTP stack is heavy and other commands never need it
         module = importlib.import_module("eventdocs.http.serve")
     except ImportError as exc:

@@ -27,6 +27,7 @@ from eventdocs.errors import (
     LimitExceeded,
     NotFound,
     PreconditionFailed,
+    ValidationFailed,
 )
 from eventdocs.events import Cancel, Draft, Event
 from eventdocs.fold import Result, fold, merge_patch
@@ -44,10 +45,15 @@ _LOCK_STRIPES = 256
 
 
 class Limits(msgspec.Struct, frozen=True):
-    """Configurable limits; each answers :class:`LimitExceeded` when passed."""
+    """Configurable limits; each answers :class:`LimitExceeded` when passed.
+
+    ``query_limit`` is the largest page a query or listing may ask for
+    (``?limit=``); the HTTP layer answers 400 above it.
+    """
 
     bulk_ids: int = 1000
     pending_per_resource: int = 100_000
+    query_limit: int = 1000
 
 
 class WriteResult(msgspec.Struct, frozen=True):
@@ -229,6 +235,7 @@ class Documents:
         if idempotency_key is not None:
             first = await self.store.find_idempotent(self.name, idempotency_key)
             if first:
+                _same_request(first, {"create"})
                 return await self._result(first[0], replayed=True)
         body = _object(body)
         if self.spec.client_ids:
@@ -293,6 +300,7 @@ class Documents:
         if idempotency_key is not None:
             first = await self.store.find_idempotent(self.name, idempotency_key)
             if first:
+                _same_request(first, {"revert"}, {doc_id})
                 return await self._result(first[0], replayed=True)
         async with self._lock(doc_id):
             history = await self.store.read_history(self.name, doc_id)
@@ -375,6 +383,7 @@ class Documents:
         if idempotency_key is not None:
             first = await self.store.find_idempotent(self.name, idempotency_key)
         if first:
+            _same_request(first, {action}, set(ids))
             results = {e.id: await self._result(e, replayed=True) for e in first}
             errors = {k: v for k, v in errors.items() if k not in results}
             for draft in drafts:
@@ -462,6 +471,20 @@ def new_id() -> str:
     no system call, where ``os.urandom`` costs one per id.
     """
     return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
+
+
+def _same_request(events: Sequence[Event], actions: set[str], ids: set[str] | None = None) -> None:
+    """A retry with an idempotency key must be the request that first used it.
+
+    Raises:
+        ValidationFailed: the key was first used for another kind of write or
+            other documents (answering with that write's result would lie).
+    """
+    if any(e.action not in actions or (ids is not None and e.id not in ids) for e in events):
+        raise ValidationFailed(
+            "this Idempotency-Key was first used for another request",
+            [ErrorDetail("Idempotency-Key", "used for another request; use a new key")],
+        )
 
 
 def _invalid(path: str, message: str) -> InvalidRequest:

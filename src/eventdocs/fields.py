@@ -22,6 +22,7 @@ import decimal
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import Any, ClassVar, Final, NoReturn
@@ -79,6 +80,7 @@ _DATE = re.compile(r"\d{4}-\d\d-\d\d")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 _INTEGER = re.compile(r"[+-]?\d+")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,3})?")
 _DECIMAL_PATTERN: Final = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,3})?$"
 _BOOLEANS: Final = {"true": True, "1": True, "false": False, "0": False}
@@ -257,9 +259,11 @@ class Field:
         name = type(self).__name__
         if isinstance(operators, str):
             operators = operators.replace(",", " ").split()
+        if not isinstance(operators, Iterable) or isinstance(operators, Mapping):
+            _fail(name, f"operators must be a list of names, not {operators!r}")
         out: list[str] = []
         for op in operators:
-            if op not in OPERATORS:
+            if not isinstance(op, str) or op not in OPERATORS:
                 _fail(name, f"unknown operator {op!r}; operators are {', '.join(OPERATORS)}")
             if op not in self.allowed_operators:
                 allowed = ", ".join(self.allowed_operators)
@@ -531,13 +535,21 @@ class Integer(Field):
         _put(schema, "maximum", self.maximum)
         return schema
 
+    def _refine(self, value: Any, path: str) -> Iterator[ErrorDetail]:
+        # Stores index integers as 64-bit: a larger one would not compare right.
+        if isinstance(value, int | float) and not _INT64_MIN <= value <= _INT64_MAX:
+            yield ErrorDetail(path, "must be a 64-bit integer")
+
     def normalize(self, value: Any) -> Any:
         return int(value) if isinstance(value, float) else value
 
     def parse_query_value(self, text: str) -> Any:
         if not _INTEGER.fullmatch(text.strip()):
             raise ValueError(f"{text!r} is not an integer")
-        return int(text)
+        value = int(text)
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"{text!r} is not a 64-bit integer")
+        return value
 
 
 class Float(Field):
@@ -570,6 +582,8 @@ class Float(Field):
     def _refine(self, value: Any, path: str) -> Iterator[ErrorDetail]:
         if isinstance(value, float) and not math.isfinite(value):
             yield ErrorDetail(path, "must be a finite number")
+        elif isinstance(value, int) and not -sys.float_info.max <= value <= sys.float_info.max:
+            yield ErrorDetail(path, "is too large for a floating-point number")
 
     def normalize(self, value: Any) -> Any:
         return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
@@ -911,6 +925,8 @@ def _from_dict(data: Any, *, required: bool, path: str) -> Field:
         nullable = nullable or None in enum
     concrete = sorted({t for t in (types or []) if t != "null"})
     fmt = data.get("format")
+    if fmt is not None and not isinstance(fmt, str):
+        _fail(f"{path}.format", "expected a format name")
 
     cls: type[Field]
     own: dict[str, Any] = {}

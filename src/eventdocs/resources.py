@@ -334,6 +334,17 @@ class ResourceSpec:
         normalized: str = id_field.validate(value, path="/id")
         if not normalized:
             raise ValidationFailed("the id is empty", [ErrorDetail("/id", "must not be empty")])
+        # An id is one path segment of its URL: these could never be addressed.
+        if (
+            "/" in normalized
+            or normalized in (".", "..")
+            or normalized.startswith("_")
+            or not normalized.isprintable()
+        ):
+            raise ValidationFailed(
+                f"the id {normalized!r} cannot be a path segment",
+                [ErrorDetail("/id", "no '/', control characters, '.', '..' or leading '_'")],
+            )
         return normalized
 
     def validate_update(self, body: Any, *, merge: bool = False) -> dict[str, Any]:
@@ -580,8 +591,8 @@ def load_declarations(data: Mapping[str, Any] | str | Path) -> list[ResourceSpec
     if isinstance(data, Path) or (isinstance(data, str) and not data.lstrip().startswith("{")):
         try:
             data = Path(data).read_text(encoding="utf-8")
-        except OSError as exc:
-            _fail(str(data), f"cannot read: {exc.strerror or exc}")
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path, not UTF-8
+            _fail(str(data), f"cannot read: {getattr(exc, 'strerror', None) or exc}")
     if isinstance(data, str):
         try:
             data = json.loads(data)

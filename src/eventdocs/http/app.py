@@ -22,6 +22,7 @@ import falcon
 import falcon.asgi
 
 from eventdocs.errors import DeclarationError, ErrorDetail
+from eventdocs.http.auth import BearerAuth, Tokens, secure_openapi
 from eventdocs.http.custom import CustomResource, route_template
 from eventdocs.http.errors import install_error_handlers
 from eventdocs.http.health import HealthResource
@@ -64,19 +65,33 @@ class _OpenAPIResource:
         resp.data = self.document
 
 
-def create_app(service: Service, *, max_body: int = 1 << 20) -> App:
+def create_app(service: Service, *, max_body: int = 1 << 20, tokens: Tokens | None = None) -> App:
     """A falcon ASGI app serving ``service``'s resources (bodies up to ``max_body`` bytes).
 
+    With ``tokens`` every request but ``/healthz`` needs a bearer token with
+    the scope it implies (:mod:`eventdocs.http.auth`); without, anyone who
+    can connect may do anything. The other limits are ``service.limits``.
+
     Raises:
-        DeclarationError: a custom request's endpoint collides with a standard route.
+        DeclarationError: a custom request's endpoint collides with a standard route,
+            or a token is granted scopes on a resource that is not served.
     """
-    app: App = falcon.asgi.App(middleware=[_Lifespan(service)])
+    middleware: list[Any] = [_Lifespan(service)]
+    document = openapi_document(service.specs)
+    limit = document["components"]["parameters"]["Limit"]["schema"]
+    limit["maximum"] = service.limits.query_limit
+    limit["default"] = min(limit["default"], service.limits.query_limit)
+    if tokens is not None:
+        tokens.check_resources(service.resource_names)
+        middleware.append(BearerAuth(tokens, service))
+        document = secure_openapi(document)
+    app: App = falcon.asgi.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     install_error_handlers(app)
     for spec in service.specs:
         _mount(app, service, spec, max_body)
     app.add_route("/healthz", HealthResource(service))
-    app.add_route("/openapi.json", _OpenAPIResource(encode(openapi_document(service.specs))))
+    app.add_route("/openapi.json", _OpenAPIResource(encode(document)))
     return app
 
 

@@ -52,6 +52,8 @@ PROBLEM_JSON: Final = "application/problem+json"
 # status -> (type slug, title); the slug makes ``type`` a stable URI per kind.
 _KINDS: Final[dict[int, tuple[str, str]]] = {
     400: ("bad-request", "Bad Request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
     404: ("not-found", "Not Found"),
     405: ("method-not-allowed", "Method Not Allowed"),
     409: ("conflict", "Conflict"),
@@ -77,13 +79,20 @@ class Problem(msgspec.Struct, frozen=True):
 
 
 class ProblemError(Exception):
-    """An HTTP-level error with no counterpart in the core (415, 501)."""
+    """An HTTP-level error with no counterpart in the core (401, 403, 415, 501)."""
 
-    def __init__(self, status: int, detail: str, errors: list[ErrorDetail] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        errors: list[ErrorDetail] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.errors = errors or []
+        self.headers = headers or {}
 
 
 _encoder = msgspec.json.Encoder()
@@ -101,7 +110,7 @@ def problem_for(
     if isinstance(exc, EventdocsError):
         return _core_problem(exc)
     if isinstance(exc, ProblemError):
-        return _problem(exc.status, exc.detail, exc.errors), {}
+        return _problem(exc.status, exc.detail, exc.errors), dict(exc.headers)
     if isinstance(exc, falcon.HTTPError):
         headers = dict(exc.headers or {})
         detail = exc.description or exc.title or "the request failed"

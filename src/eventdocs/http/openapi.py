@@ -205,6 +205,24 @@ class _Resource:
         etag = {"ETag": {"$ref": f"{REF}/headers/ETag"}}
         return json_content(description, self.ref(self.document_schema(request)), **etag, **headers)
 
+    def link(self, request: str, **parameters: str) -> dict[str, Any]:
+        return {"operationId": f"{self.key}_{request}", "parameters": parameters}
+
+    def document_links(self) -> dict[str, Any]:
+        """OpenAPI links from a created document to what can be done with it next."""
+        requests = self.spec.requests
+        wanted = {
+            "get": ("get", "revisions", "diff"),
+            "update": ("update", "patch", "revert"),
+            "delete": ("delete",),
+        }
+        return {
+            name: self.link(name, id="$response.body#/id")
+            for request, names in wanted.items()
+            if request in requests
+            for name in names
+        }
+
     def write_params(self, *extra: str) -> list[dict[str, Any]]:
         return [param("CaesiumTOA"), param("TOA"), *(param(e) for e in extra)]
 
@@ -217,6 +235,8 @@ class _Resource:
         self.document_schema("get")
         id_param = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
         scheduled = {"202": json_content("Scheduled: the event", self.ref("Event"))}
+        if requests & {"create", "update", "delete"}:
+            scheduled["202"]["links"] = {"cancel": self.link("cancel", seq="$response.body#/seq")}
         problems = {str(s): problem(s) for s in (400, 413, 415, 422)}
 
         collection: dict[str, Any] = {}
@@ -236,6 +256,7 @@ class _Resource:
                 "Created",
                 Location={"required": True, "schema": {"type": "string"}},
             )
+            created["links"] = self.document_links()
             collection["post"] = self.op(
                 "create",
                 f"Create a {spec.name}",

@@ -112,13 +112,15 @@ def parse_read(params: Sequence[tuple[str, str]], extra: Iterable[str] = ()) -> 
     return _read_times(params)
 
 
-def parse_page(params: Sequence[tuple[str, str]], extra: Iterable[str] = ()) -> Page:
-    """``limit`` (default 50, at most 1000) and ``offset`` of a listing."""
+def parse_page(
+    params: Sequence[tuple[str, str]], extra: Iterable[str] = (), *, max_limit: int = MAX_LIMIT
+) -> Page:
+    """``limit`` (default 50, at most ``max_limit``) and ``offset`` of a listing."""
     if not params:
-        return Page()
+        return Page(min(DEFAULT_LIMIT, max_limit))
     reject_unknown(params, PAGE_PARAMETERS | set(extra))
     return Page(
-        _integer(params, "limit", DEFAULT_LIMIT, MAX_LIMIT),
+        _integer(params, "limit", min(DEFAULT_LIMIT, max_limit), max_limit),
         _integer(params, "offset", 0, 2**62),
     )
 
@@ -138,11 +140,15 @@ def parse_fields(
 
 
 def parse_query(
-    spec: ResourceSpec, params: Sequence[tuple[str, str]], extra_fields: Iterable[str] = ()
+    spec: ResourceSpec,
+    params: Sequence[tuple[str, str]],
+    extra_fields: Iterable[str] = (),
+    *,
+    max_limit: int = MAX_LIMIT,
 ) -> tuple[Query, ReadTimes]:
     """The query and read times a ``GET /v{n}/{name}`` query string asks for."""
     if not params:
-        return Query(limit=DEFAULT_LIMIT), ReadTimes()
+        return Query(limit=min(DEFAULT_LIMIT, max_limit)), ReadTimes()
     filters: list[Filter] = []
     lists: dict[tuple[str, str], list[object]] = {}
     for name, value in params:
@@ -169,7 +175,7 @@ def parse_query(
     query = Query(
         filters=tuple(filters),
         sort=_sort(spec, _single(params, "sort")),
-        limit=_integer(params, "limit", DEFAULT_LIMIT, MAX_LIMIT),
+        limit=_integer(params, "limit", min(DEFAULT_LIMIT, max_limit), max_limit),
         offset=_integer(params, "offset", 0, 2**62),
         fields=parse_fields(spec, _single(params, "fields"), extra_fields),
     )

@@ -131,6 +131,7 @@ class _Resource:
         self.prefix = documents.spec.prefix
         self.clock = documents.service.clock
         self.max_body = max_body
+        self.max_limit = documents.service.limits.query_limit
         self.extenders: dict[str, Extender | None] = {
             r: extender(self.spec, r, documents) for r in ("query", "get", "create", "update")
         }
@@ -196,7 +197,12 @@ class CollectionResource(_Resource):
             self._disable("on_delete_cancel")
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        query, times = parse_query(self.spec, pairs(req.query_string), self.extra_fields["query"])
+        query, times = parse_query(
+            self.spec,
+            pairs(req.query_string),
+            self.extra_fields["query"],
+            max_limit=self.max_limit,
+        )
         page = await self.documents.query(query, as_of=times.as_of, known_at=times.known_at)
         items = [await self._render(doc, "query", query.fields) for doc in page.items]
         send(resp, {"total": page.total, "resources": items})
@@ -240,7 +246,7 @@ class CollectionResource(_Resource):
         return {"id": item.id, "status": 200, "document": await self._render(doc, "update")}
 
     async def on_get_scheduled(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        page = parse_page(pairs(req.query_string))
+        page = parse_page(pairs(req.query_string), max_limit=self.max_limit)
         total, events = await self.documents.scheduled(limit=page.limit, offset=page.offset)
         send(resp, {"total": total, "resources": [render_event(e) for e in events]})
 
@@ -309,7 +315,7 @@ class DocumentResource(_Resource):
     async def on_get_revisions(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str
     ) -> None:
-        page = parse_page(pairs(req.query_string))
+        page = parse_page(pairs(req.query_string), max_limit=self.max_limit)
         results = await self.documents.revisions(id)
         chosen = results[page.offset : page.offset + page.limit]
         send(resp, {"total": len(results), "resources": [render_revision(r) for r in chosen]})

@@ -12,11 +12,15 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import sys
 from collections.abc import Sequence
 
 import uvicorn
 
+from eventdocs.documents import Limits
+from eventdocs.errors import EventdocsError, InvalidRequest
 from eventdocs.http.app import App, create_app
+from eventdocs.http.auth import Tokens, read_tokens_file, tokens_of_target
 from eventdocs.resources import load_target, load_views
 from eventdocs.service import Service
 from eventdocs.storage import open_store
@@ -27,14 +31,22 @@ log = logging.getLogger("eventdocs.serve")
 
 DEFAULT_STORE = "eventdocs.db"
 GRACEFUL_SHUTDOWN_SECONDS = 10
+_DEFAULTS = Limits()
 
 
-def build_app(target: str, *, store: str = DEFAULT_STORE, max_body: int = 1 << 20) -> App:
+def build_app(
+    target: str,
+    *,
+    store: str = DEFAULT_STORE,
+    max_body: int = 1 << 20,
+    limits: Limits | None = None,
+    tokens: Tokens | None = None,
+) -> App:
     """The app serving TARGET's resources and views on ``store`` (a path or URL)."""
     specs = load_target(target)
     views = load_views(target)
-    service = Service(open_store(store), specs, views=views)
-    return create_app(service, max_body=max_body)
+    service = Service(open_store(store), specs, views=views, limits=limits)
+    return create_app(service, max_body=max_body, tokens=tokens)
 
 
 def _is_loopback(host: str) -> bool:
@@ -54,17 +66,40 @@ def run(
     store: str = DEFAULT_STORE,
     insecure: bool = False,
     access_log: bool = False,
+    tokens: str | None = None,
     max_body: int = 1 << 20,
+    max_limit: int = _DEFAULTS.query_limit,
+    max_bulk_ids: int = _DEFAULTS.bulk_ids,
+    max_pending: int = _DEFAULTS.pending_per_resource,
 ) -> None:
     """Serve TARGET until SIGINT or SIGTERM.
 
-    eventdocs has no authentication yet: on a host other than loopback it
-    logs a warning (``insecure`` acknowledges it). The access log is off by
+    ``tokens`` is a JSON tokens file (:mod:`eventdocs.http.auth`); without
+    one, the tokens TARGET declares, if any. With no tokens at all anyone who
+    can connect may read and write, so a host other than loopback is refused
+    unless ``insecure``. The limits answer a clear error when passed: bodies
+    over ``max_body`` bytes (413), ``?limit=`` over ``max_limit`` (400), bulk
+    requests over ``max_bulk_ids`` ids (413), a scheduled write beyond
+    ``max_pending`` pending per resource (429). The access log is off by
     default; it costs a tenth of the throughput.
+
+    Raises:
+        InvalidRequest: a non-loopback host without tokens nor ``insecure``.
+        DeclarationError: TARGET or the tokens file is wrong.
     """
-    app = build_app(target, store=store, max_body=max_body)
-    if not _is_loopback(host) and not insecure:
+    accepted = read_tokens_file(tokens) if tokens is not None else tokens_of_target(target)
+    if accepted is None and not _is_loopback(host):
+        if not insecure:
+            raise InvalidRequest(
+                f"refusing to serve on {host} without tokens: anyone who can reach it could "
+                "read and change every document; give --tokens FILE, or --insecure to serve "
+                "anyway"
+            )
         log.warning("serving on %s without authentication: anyone who can reach it can write", host)
+    limits = Limits(bulk_ids=max_bulk_ids, pending_per_resource=max_pending, query_limit=max_limit)
+    app = build_app(target, store=store, max_body=max_body, limits=limits, tokens=accepted)
+    if accepted is not None:
+        log.info("%d bearer tokens accepted", len(accepted))
     config = uvicorn.Config(
         app,
         host=host,
@@ -90,18 +125,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--store", default=DEFAULT_STORE, help="a path, sqlite:///, memory:")
     parser.add_argument("--insecure", action="store_true", help="serve beyond loopback")
     parser.add_argument("--access-log", action="store_true")
+    parser.add_argument("--tokens", help="a JSON tokens file: bearer tokens and their scopes")
     parser.add_argument("--max-body", type=int, default=1 << 20, help="bytes (413 above)")
+    parser.add_argument(
+        "--max-limit", type=int, default=_DEFAULTS.query_limit, help="largest ?limit= (400 above)"
+    )
+    parser.add_argument(
+        "--max-bulk-ids", type=int, default=_DEFAULTS.bulk_ids, help="ids per _bulk (413 above)"
+    )
+    parser.add_argument(
+        "--max-pending",
+        type=int,
+        default=_DEFAULTS.pending_per_resource,
+        help="scheduled writes pending per resource (429 above)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
-    run(
-        args.target,
-        host=args.host,
-        port=args.port,
-        store=args.store,
-        insecure=args.insecure,
-        access_log=args.access_log,
-        max_body=args.max_body,
-    )
+    try:
+        run(
+            args.target,
+            host=args.host,
+            port=args.port,
+            store=args.store,
+            insecure=args.insecure,
+            access_log=args.access_log,
+            tokens=args.tokens,
+            max_body=args.max_body,
+            max_limit=args.max_limit,
+            max_bulk_ids=args.max_bulk_ids,
+            max_pending=args.max_pending,
+        )
+    except EventdocsError as exc:
+        print(f"eventdocs: error: {exc.detail}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Internal times are integer microseconds; they leave as RFC 3339 with ``Z``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection, Sequence
 from typing import Any, Final, TypeVar
@@ -51,14 +52,61 @@ T = TypeVar("T")
 _IF_MATCH = re.compile(r'\s*(?:W/)?"?(\d{1,18})"?\s*')
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
 def decode(data: bytes) -> Any:
-    """Any JSON value; :class:`InvalidRequest` (400) when it is not JSON."""
+    """Any JSON value; :class:`InvalidRequest` (400) when it is not JSON.
+
+    Also 400: invalid UTF-8 inside a string, nesting deeper than the decoder's
+    recursion limit, and an object that repeats a key (RFC 8259 leaves its
+    meaning open, so the document stored could differ from the one meant).
+    """
     try:
-        return _decoder.decode(data)
+        value = _decoder.decode(data)
+        if isinstance(value, dict | list):
+            members = _members(value)
+            # Each member has one ':' outside strings: more of them than decoded
+            # members means a repeated key (counted fast first, strings aside).
+            if data.count(b":") > members and _STRING.sub(b"", data).count(b":") > members:
+                _reject_duplicates(data)
     except msgspec.DecodeError as exc:
         raise InvalidRequest("the body is not valid JSON", [ErrorDetail("", str(exc))]) from None
+    except UnicodeDecodeError:
+        raise InvalidRequest(
+            "the body is not valid JSON", [ErrorDetail("", "invalid UTF-8 in a string")]
+        ) from None
+    except RecursionError:
+        raise InvalidRequest(
+            "the body is nested too deeply", [ErrorDetail("", "nested too deeply")]
+        ) from None
+    return value
+
+
+def _members(value: Any) -> int:
+    """The number of object members in a decoded JSON value."""
+    if isinstance(value, dict):
+        return len(value) + sum(_members(v) for v in value.values() if isinstance(v, dict | list))
+    if isinstance(value, list):
+        return sum(_members(v) for v in value if isinstance(v, dict | list))
+    return 0
+
+
+def _reject_duplicates(data: bytes) -> None:
+    """Raise :class:`InvalidRequest` naming the first key an object repeats."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                raise InvalidRequest(
+                    f"the body repeats the key {key!r}",
+                    [ErrorDetail("", f"duplicate key {key!r}")],
+                )
+            seen.add(key)
+        return dict(items)
+
+    json.loads(data, object_pairs_hook=pairs)
 
 
 async def read_json(

@@ -39,6 +39,8 @@ from eventdocs.times import Clock
 
 __all__ = ["Projector", "history_rows", "in_effect"]
 
+_RECENT_ROWS = 4096
+
 
 def history_rows(doc_id: str, steps: Iterable[tuple[DocState, Event]]) -> list[Document]:
     """History rows of the states after applied events, each valid until the next."""
@@ -137,7 +139,9 @@ class Projector:
                         continue
                     checkpoint = batch.checkpoint
                     recent = self._recent[resource]
-                    if len(recent) > 100_000:
+                    # Writers read their rows right after the step that wrote them:
+                    # a few thousand rows serve them; 100k held ~60 MB (the soak).
+                    if len(recent) > _RECENT_ROWS:
                         recent.clear()
                     recent.update((row.seq, row) for w in batch.history for row in w.rows)
                 self._done[resource] = checkpoint
