@@ -26,6 +26,7 @@ __all__ = [
     "Kind",
     "Query",
     "SortKey",
+    "decimal_sort_key",
     "matches",
     "project_fields",
     "sort_documents",
@@ -193,6 +194,28 @@ def sort_documents(
         return parts
 
     return sorted(docs, key=key)
+
+
+_KEY_OFFSET = 10**20
+_NINES = str.maketrans("0123456789", "9876543210")
+
+
+def decimal_sort_key(d: Decimal) -> str | None:
+    """Text that sorts like the numbers: sign class, exponent, digits (``None`` for NaN).
+
+    Backends index and compare numbers stored as text with it, so that
+    ``decimal`` fields order as numbers without floating-point rounding.
+    """
+    if d.is_nan():
+        return None
+    if d.is_infinite():
+        return "4" if d > 0 else "0"
+    if not d:
+        return "2"
+    digits = "".join(map(str, d.as_tuple().digits)).rstrip("0")
+    if d > 0:
+        return f"3{d.adjusted() + _KEY_OFFSET:021d}{digits}"
+    return f"1{_KEY_OFFSET - d.adjusted():021d}{digits.translate(_NINES)}~"
 
 
 def project_fields(data: dict[str, Any], fields: Sequence[str] | None) -> dict[str, Any]:

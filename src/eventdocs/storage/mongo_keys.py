@@ -25,27 +25,11 @@ import hashlib
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from eventdocs.query import Filter, Kind, Query, SortKey
+from eventdocs.query import Filter, Kind, Query, SortKey, decimal_sort_key
 
 __all__ = ["compile_filter", "compile_sort", "key_of", "keys_of", "path_field"]
 
-_OFF = 10**20
-_NINES = str.maketrans("0123456789", "9876543210")
 _MAX_DEPTH = 64
-
-
-def _number(d: Decimal) -> str | None:
-    """A text that sorts like the numbers: class, exponent, digits (``None`` for NaN)."""
-    if d.is_nan():
-        return None
-    if d.is_infinite():
-        return "4" if d > 0 else "0"
-    if not d:
-        return "2"
-    digits = "".join(map(str, d.as_tuple().digits)).rstrip("0")
-    if d > 0:
-        return f"3{d.adjusted() + _OFF:021d}{digits}"
-    return f"1{_OFF - d.adjusted():021d}{digits.translate(_NINES)}~"
 
 
 def _exact(value: int | float | Decimal) -> Decimal:
@@ -59,7 +43,9 @@ def _element(value: Any, depth: int = 0) -> str:
     if value is None:
         return "0"
     if isinstance(value, bool | int | float | Decimal):
-        return "3" + (_number(_exact(int(value) if isinstance(value, bool) else value)) or "n")
+        return "3" + (
+            decimal_sort_key(_exact(int(value) if isinstance(value, bool) else value)) or "n"
+        )
     if isinstance(value, str):
         return "5" + value
     if isinstance(value, list | tuple):
@@ -88,7 +74,7 @@ def key_of(value: Any) -> str | None:
     if isinstance(value, bool):
         return "11" if value else "10"
     if isinstance(value, int | float | Decimal):
-        number = _number(_exact(value))
+        number = decimal_sort_key(_exact(value))
         return None if number is None else "3" + number
     if isinstance(value, str):
         return "5" + value
@@ -118,7 +104,7 @@ def decimal_key_of(value: Any) -> str | None:
         return "61" if value else "60"
     if value.is_nan():
         return "3n"  # present, equal to nothing an argument can give
-    return "3" + (_number(value) or "n")
+    return "3" + (decimal_sort_key(value) or "n")
 
 
 def path_field(path: str) -> str:

@@ -44,7 +44,7 @@ from eventdocs.errors import (
     StoreUnavailable,
 )
 from eventdocs.events import Cancel, Draft, Event, decode_event, encode_event
-from eventdocs.query import Filter, Query, SortKey
+from eventdocs.query import Filter, Query, SortKey, decimal_sort_key
 from eventdocs.storage.contract import Appended, Checkpoint, Document, IndexSpec, ProjectionBatch
 from eventdocs.times import Clock, SystemClock
 
@@ -180,22 +180,9 @@ def _document(row: Any) -> Document:
 
 # -- query compilation ----------------------------------------------------------
 
-_NINES = str.maketrans("0123456789", "9876543210")
-_EOFF = 10**20
-
 
 def _decimal_key(d: Decimal) -> str:
-    """Text that sorts like the decimals: sign class, exponent, then digits."""
-    if d.is_nan():
-        return "n"
-    if d.is_infinite():
-        return "4" if d > 0 else "0"
-    if not d:
-        return "2"
-    digits = "".join(map(str, d.as_tuple().digits)).rstrip("0")
-    if d > 0:
-        return f"3{d.adjusted() + _EOFF:021d}{digits}"
-    return f"1{_EOFF - d.adjusted():021d}{digits.translate(_NINES)}~"
+    return decimal_sort_key(d) or "n"
 
 
 def _decimal_arg(value: Any) -> str | None:
