@@ -537,3 +537,17 @@ async def test_an_idempotency_key_reused_for_another_request_answers_422() -> No
         )
         assert again.status_code == 204  # the real retry still replays
         assert await api.seq() == before
+
+
+async def test_a_backdated_delete_answers_204_even_if_the_document_exists_now() -> None:
+    """Found by schemathesis: it answered 200 with the document, undocumented for DELETE."""
+    async with _app() as api:
+        past = {"Caesium-TOA": api.toa(-100)}
+        created = await api.client.simulate_post("/v1/post", json=post(), headers=past)
+        assert created.status_code == 201
+        path = created.headers["location"]
+        revert = await api.client.simulate_post(f"{path}/revert", json={"to_revision": 1})
+        assert revert.status_code == 200
+        deleted = await api.client.simulate_delete(path, headers={"Caesium-TOA": api.toa(-50)})
+        assert deleted.status_code == 204 and not deleted.text
+        assert (await api.client.simulate_get(path)).status_code == 200  # the revert came later

@@ -310,7 +310,10 @@ class DocumentResource(_Resource):
         reject_unknown(pairs(req.query_string))
         toa, match = toa_header(req), if_match(req)
         result = await self.documents.delete(id, toa=toa, if_match=match)
-        await self._answer(resp, result, "update")
+        if result.scheduled:
+            send(resp, render_event(result.event), 202)
+        else:  # 204 even when later writes left the document existing now (a backdated delete)
+            send(resp, None, 204)
 
     async def on_get_revisions(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str
