@@ -265,14 +265,7 @@ class Documents:
         body = _object(body)
         async with self._lock(doc_id):
             current = await self._existing(doc_id, toa, if_match)
-            if merge:
-                self.spec.validate_update(body, merge=True)
-                merged = self.spec.validate(merge_patch(current.data, body))
-                # Values are stored as validated and normalized against the state
-                # at the TOA; ``null`` keeps its meaning of "remove".
-                change = {k: None if v is None else merged.get(k) for k, v in body.items()}
-            else:
-                change = self.spec.validate_update(body)
+            change = self._change(current, body, merge)
             draft = Draft(action="update", id=doc_id, body=change, toa=toa, merge=merge)
             return await self._append([draft])
 
@@ -369,12 +362,7 @@ class Documents:
                     drafts.append(Draft(action="delete", id=doc_id, toa=toa))
                     continue
                 assert body is not None
-                if merge:
-                    self.spec.validate_update(body, merge=True)
-                    merged = self.spec.validate(merge_patch(current.data, body))
-                    change = {k: None if v is None else merged.get(k) for k, v in body.items()}
-                else:
-                    change = self.spec.validate_update(body)
+                change = self._change(current, body, merge)
                 drafts.append(Draft(action="update", id=doc_id, body=change, toa=toa, merge=merge))
             except EventdocsError as exc:
                 errors[doc_id] = exc
@@ -395,6 +383,16 @@ class Documents:
         return [BulkItem(i, results.get(i), errors.get(i)) for i in unique]
 
     # -- helpers ---------------------------------------------------------------
+
+    def _change(self, current: Document, body: dict[str, Any], merge: bool) -> dict[str, Any]:
+        """The validated body of an update of ``current`` (``merge``: a merge patch)."""
+        if not merge:
+            return self.spec.validate_update(body)
+        self.spec.validate_update(body, merge=True)
+        merged = self.spec.validate(merge_patch(current.data, body))
+        # Values are stored as validated and normalized against the state at the
+        # TOA; ``null`` keeps its meaning of "remove".
+        return {k: None if v is None else merged.get(k) for k, v in body.items()}
 
     async def _state_at(self, doc_id: str, toa: int | None) -> Document | None:
         """The document at ``toa`` (now when ``None``), or ``None`` when absent."""
