@@ -34,8 +34,8 @@ from eventdocs.documents import WriteResult
 from eventdocs.errors import EventdocsError, InvalidRequest, NotFound
 from eventdocs.events import Event, decode_event, encode_event
 from eventdocs.fold import Result
-from eventdocs.projections.replay import Difference, rebuild_view, replay, verify
-from eventdocs.projections.views import View
+from eventdocs.projections.replay import Difference, replay, verify
+from eventdocs.projections.views import View, rebuild_view
 from eventdocs.resources import ResourceSpec, load_declarations, load_target, load_views
 from eventdocs.service import Service
 from eventdocs.storage import EventStore, open_store

@@ -9,10 +9,12 @@ from pathlib import Path
 from blog import Post, PostsPerAuthor
 
 from eventdocs.events import Draft
+from eventdocs.projections.projector import Projector
 from eventdocs.projections.replay import replay, verify
 from eventdocs.service import Service
 from eventdocs.storage import open_store
-from eventdocs.storage.contract import Document, ProjectionBatch
+from eventdocs.storage.contract import Checkpoint, Document, HistoryWrite, ProjectionBatch
+from eventdocs.storage.sqlite import SQLiteStore
 from eventdocs.times import ManualClock, SystemClock
 
 SECOND = 1_000_000
@@ -126,3 +128,68 @@ async def test_a_new_view_is_built_from_existing_documents(clock: ManualClock) -
         "bob": {"author": "bob", "posts": 1},
     }
     assert await verify(store, ["post"], [PostsPerAuthor()]) == []
+
+
+async def test_a_replay_cut_short_leaves_the_views_right_after_a_restart(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = str(tmp_path / "s.db")
+
+    def service() -> Service:
+        store = open_store(path, clock=clock)
+        return Service(
+            store, [Post.spec()], views=[PostsPerAuthor()], clock=clock, background=False
+        )
+
+    async with service() as first:
+        posts = first.documents("post")
+        for author in ["ann", "ann", "bob"]:
+            await posts.create({**POST, "author": author})
+        store = first.store
+        # What a replay killed after its first chunk leaves: rows of some documents
+        # and the zero checkpoint; the views still count every document.
+        kept = (await store.scan("post", limit=1))[0]
+        history = [HistoryWrite(kept.id, 1, await store.read_history("post", kept.id))]
+        await store.reset_projection("post")
+        await store.write_projection("post", ProjectionBatch(Checkpoint(), history, [kept]))
+    async with service() as restarted:
+        assert await restarted.store.read_view("posts_per_author") == {
+            "ann": {"author": "ann", "posts": 2},
+            "bob": {"author": "bob", "posts": 1},
+        }
+        assert await verify(restarted.store, ["post"], [PostsPerAuthor()]) == []
+
+
+class _Raced(SQLiteStore):
+    """A store on which another projector takes its first step at a chosen moment."""
+
+    first: Projector | None = None
+
+    async def last_seq(self, resource: str) -> int:
+        if self.first is not None:
+            first, self.first = self.first, None
+            await first.project(resource)
+        return await super().last_seq(resource)
+
+
+async def test_a_projector_that_read_the_zero_checkpoint_keeps_another_ones_first_step(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """Two processes start on a log nobody projected yet: the later one must not clear
+    (and then count again) what the earlier one has just projected."""
+    store = _Raced(tmp_path / "s.db", clock=clock)
+    await store.open()
+    await store.ensure_resource("post", Post.spec().indexes())
+    await store.ensure_view(PostsPerAuthor.name)
+    await store.append(
+        "post", [Draft(action="create", id=a, body={**POST, "author": a}) for a in "abc"]
+    )
+    first, second = (Projector(store, clock, [PostsPerAuthor()]) for _ in range(2))
+    store.first = first  # its whole step lands after `second` read the zero checkpoint
+    await second.project("post")
+    assert await store.read_checkpoint("post") == Checkpoint(3, clock.now())
+    assert await store.read_view("posts_per_author") == {
+        a: {"author": a, "posts": 1} for a in "abc"
+    }
+    assert await verify(store, ["post"], [PostsPerAuthor()]) == []
+    await store.close()

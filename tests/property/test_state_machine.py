@@ -2,8 +2,9 @@
 
 A hypothesis state machine drives the same random writes (immediate,
 scheduled, backdated), merge patches, deletes, reverts, cancels, clock jumps,
-restarts and crashes between an append and its projection through a memory
-store and a SQLite file store sharing one manual clock. After every step:
+restarts, crashes between an append and its projection, and two projectors
+racing over the same events, through a memory store and a SQLite file store
+sharing one manual clock. After every step:
 ``verify`` finds nothing on either, and both stores hold the same log,
 history, master collection and view.
 """
@@ -13,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -25,6 +27,7 @@ from eventdocs.documents import Documents
 from eventdocs.errors import EventdocsError
 from eventdocs.events import Draft
 from eventdocs.fields import Integer, Map, Text
+from eventdocs.projections.projector import Projector
 from eventdocs.projections.replay import verify
 from eventdocs.projections.views import Change, Rows, View
 from eventdocs.resources import Resource
@@ -32,6 +35,8 @@ from eventdocs.service import Service
 from eventdocs.storage import open_store
 from eventdocs.storage.contract import EventStore
 from eventdocs.times import ManualClock
+from mongotest import database_url, needs_server
+from stores import dispose
 
 SECOND = 1_000_000
 
@@ -78,32 +83,51 @@ OFFSETS = st.none() | st.integers(-30, 30).map(lambda s: s * SECOND)
 
 
 class EquivalenceMachine(RuleBasedStateMachine):
+    #: The stores compared: ``memory`` (kept across restarts), ``sqlite`` (a file in
+    #: a fresh directory), ``mongodb`` (a database of its own per run).
+    backends: ClassVar[tuple[str, ...]] = ("memory", "sqlite")
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.dir = Path(tempfile.mkdtemp(prefix="eventdocs-sm-"))
         self.clock = ManualClock()
         self.memory = open_store("memory:", clock=self.clock)
+        self.database = f"eventdocs_test_{uuid.uuid4().hex[:12]}"
         self.services: list[Service] = []
         self.run(self._start())
 
     def run(self, coro: Awaitable[Any]) -> Any:
         return self.loop.run_until_complete(coro)
 
+    def _store(self, backend: str) -> EventStore:
+        if backend == "memory":
+            return self.memory
+        if backend == "sqlite":
+            return open_store(str(self.dir / "store.db"), clock=self.clock)
+        return open_store(database_url(self.database), clock=self.clock)
+
     async def _start(self) -> None:
-        sqlite = open_store(str(self.dir / "store.db"), clock=self.clock)
-        self.services = [self._service(self.memory), self._service(sqlite)]
+        self.services = [
+            Service(
+                self._store(backend),
+                [Note.spec()],
+                views=[NotesPerTitle()],
+                clock=self.clock,
+                background=False,
+            )
+            for backend in self.backends
+        ]
         for service in self.services:
             await service.start()
-
-    def _service(self, store: EventStore) -> Service:
-        return Service(
-            store, [Note.spec()], views=[NotesPerTitle()], clock=self.clock, background=False
-        )
 
     def teardown(self) -> None:
         for service in self.services:
             self.run(service.stop())
+        if "mongodb" in self.backends:
+            store = self._store("mongodb")
+            self.run(store.open())
+            self.run(dispose(store))
         self.loop.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -115,7 +139,7 @@ class EquivalenceMachine(RuleBasedStateMachine):
                 outcomes.append(self.run(op(service.documents("note"))))
             except EventdocsError as exc:
                 outcomes.append(type(exc))
-        assert outcomes[0] == outcomes[1]
+        assert all(outcome == outcomes[0] for outcome in outcomes)
 
     def toa(self, offset: int | None) -> int | None:
         return None if offset is None else self.clock.now() + offset
@@ -157,16 +181,8 @@ class EquivalenceMachine(RuleBasedStateMachine):
     def restart(self) -> None:
         for service in self.services:
             self.run(service.stop())
-        self.memory = self.services[0].store
         self.services = []
-
-        async def reopen() -> None:
-            sqlite = open_store(str(self.dir / "store.db"), clock=self.clock)
-            self.services = [self._service(self.memory), self._service(sqlite)]
-            for service in self.services:
-                await service.start()
-
-        self.run(reopen())
+        self.run(self._start())
 
     @precondition(lambda self: bool(self.services))
     @rule(docs=st.lists(IDS, min_size=1, max_size=3), offset=OFFSETS)
@@ -181,6 +197,28 @@ class EquivalenceMachine(RuleBasedStateMachine):
             self.run(service.store.append("note", drafts))
         self.restart()
 
+    @precondition(lambda self: bool(self.services))
+    @rule(
+        writes=st.lists(st.tuples(st.sampled_from(["create", "update"]), IDS, BODIES), min_size=1),
+        offset=OFFSETS,
+    )
+    def two_processes_project_at_once(
+        self, writes: list[tuple[str, str, dict[str, Any]]], offset: int | None
+    ) -> None:
+        # Another process appended; it and this one then project the same events at
+        # once, each from the checkpoint it read: every change must count once.
+        drafts = [
+            Draft(action=a, id=doc, body=body, toa=self.toa(offset)) for a, doc, body in writes
+        ]
+
+        async def race(service: Service) -> None:
+            await service.store.append("note", drafts)
+            other = Projector(service.store, self.clock, [NotesPerTitle()])
+            await asyncio.gather(service.projector.project("note"), other.project("note"))
+
+        for service in self.services:
+            self.run(race(service))
+
     @invariant()
     def projections_equal_the_fold(self) -> None:
         for service in self.services:
@@ -188,7 +226,6 @@ class EquivalenceMachine(RuleBasedStateMachine):
 
     @invariant()
     def stores_agree(self) -> None:
-        memory, sqlite = (s.store for s in self.services)
 
         async def contents(store: EventStore) -> Any:
             return (
@@ -199,7 +236,8 @@ class EquivalenceMachine(RuleBasedStateMachine):
                 await store.read_checkpoint("note"),
             )
 
-        assert self.run(contents(memory)) == self.run(contents(sqlite))
+        first, *others = (self.run(contents(s.store)) for s in self.services)
+        assert all(other == first for other in others)
 
 
 EquivalenceMachine.TestCase.settings = settings(
@@ -209,3 +247,18 @@ EquivalenceMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestEquivalence = EquivalenceMachine.TestCase
+
+
+class MongoEquivalenceMachine(EquivalenceMachine):
+    """The same machine with MongoDB beside the memory store, over the wire."""
+
+    backends = ("memory", "mongodb")
+
+
+MongoEquivalenceMachine.TestCase.settings = settings(
+    max_examples=10,
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestMongoEquivalence = needs_server(MongoEquivalenceMachine.TestCase)

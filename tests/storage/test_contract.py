@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,8 +25,7 @@ from eventdocs.storage import (
     ViewWrite,
 )
 from eventdocs.times import ManualClock
-
-BACKENDS = ["memory", "sqlite", "mongodb"]
+from stores import BACKENDS, dispose, make_store
 
 T0 = 1_700_000_000_000_000
 
@@ -249,6 +248,44 @@ async def test_projection_writes_history_master_and_checkpoint(store: EventStore
     assert await store.scan("post") == []
     assert await store.read_history("post", "a") == []
     assert await store.scan_history("post") == []
+
+
+async def test_a_batch_computed_from_another_checkpoint_writes_nothing(
+    store: EventStore,
+) -> None:
+    """Two projectors that raced: the second one's batch is dropped whole."""
+    await store.ensure_view("v")
+    row = doc("a", 1, T0, {"n": 1})
+    first = batch(1, history=[HistoryWrite("a", 1, [row])], upserts=[row], base=Checkpoint())
+    assert await store.write_projection("post", first)
+    twice = doc("a", 1, T0, {"n": 2})
+    again = batch(2, history=[HistoryWrite("a", 1, [twice])], upserts=[twice], base=Checkpoint())
+    view = ViewWrite(puts={"k": {"n": 2}}, checkpoint={"post": Checkpoint(2, T0 + 2)})
+    assert not await store.write_projection(
+        "post", msgspec.structs.replace(again, views={"v": view})
+    )
+    assert await store.read_checkpoint("post") == Checkpoint(1, T0 + 1)
+    assert await store.get("post", "a") == row
+    assert await store.read_history("post", "a") == [row]
+    assert await store.read_view("v") == {}
+    # Without a base, a batch may rewrite its own checkpoint but never go back.
+    assert await store.write_projection("post", batch(1))
+    assert not await store.write_projection("post", batch(0, upserts=[twice]))
+    assert await store.get("post", "a") == row
+    assert await store.write_projection("post", batch(3, base=Checkpoint(1, T0 + 1)))
+    assert await store.read_checkpoint("post") == Checkpoint(3, T0 + 3)
+
+
+async def test_a_reset_with_a_base_happens_only_at_that_checkpoint(store: EventStore) -> None:
+    row = doc("a", 1, T0, {"n": 1})
+    await store.write_projection(
+        "post", batch(1, history=[HistoryWrite("a", 1, [row])], upserts=[row])
+    )
+    assert not await store.reset_projection("post", base=Checkpoint())
+    assert await store.get("post", "a") == row
+    assert await store.reset_projection("post", base=Checkpoint(1, T0 + 1))
+    assert await store.read_checkpoint("post") == Checkpoint()
+    assert await store.scan("post") == [] and await store.read_history("post", "a") == []
 
 
 async def test_deleted_rows_count_in_history_at_but_not_in_query_history(
@@ -489,20 +526,18 @@ _query = st.builds(
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def loaded(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    store_factory: Callable[[str, Path], Awaitable[EventStore]],
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[asyncio.AbstractEventLoop, EventStore]]:
     loop = asyncio.new_event_loop()
     path = tmp_path_factory.mktemp(request.param)
     try:
-        store = loop.run_until_complete(store_factory(request.param, path))
+        store = loop.run_until_complete(make_store(request.param, path))
     except BaseException:
         loop.close()
         raise
     loop.run_until_complete(load(store))
     yield loop, store
-    loop.run_until_complete(store.close())
+    loop.run_until_complete(dispose(store))
     loop.close()
 
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 
 from eventdocs.events import Cancel, Event
 from eventdocs.fold import MISSING, DocState, fold, order_key, step
-from eventdocs.projections.views import Change, Rows, View
+from eventdocs.projections.views import Change, View, fold_view, rebuild_view
 from eventdocs.storage.contract import (
     Checkpoint,
     Document,
@@ -124,8 +124,7 @@ class Projector:
                 return done
             checkpoint = await self.store.read_checkpoint(resource)
             if checkpoint.seq == 0 and await self.store.last_seq(resource) > 0:
-                # Never projected, or a replay was interrupted: start clean.
-                await self.store.reset_projection(resource)
+                checkpoint = await self._start_clean(resource, checkpoint)
             while True:
                 events = await self.store.read_log(
                     resource, after=checkpoint.seq, limit=self.batch_size
@@ -147,6 +146,18 @@ class Projector:
                 self._done[resource] = checkpoint
                 if len(events) < self.batch_size:
                     return checkpoint
+
+    async def _start_clean(self, resource: str, checkpoint: Checkpoint) -> Checkpoint:
+        """Never projected, or a replay was cut short: project from an empty start.
+
+        Conditional on the checkpoint still being zero, since another process
+        may have taken its first step meanwhile. Views lose what the cleared
+        rows gave them, so they are rebuilt too.
+        """
+        if await self.store.reset_projection(resource, base=checkpoint):
+            for view in self._views_of.get(resource, []):
+                await rebuild_view(self.store, view)
+        return await self.store.read_checkpoint(resource)
 
     async def _step(
         self, resource: str, checkpoint: Checkpoint, events: list[Event], now: int
@@ -209,14 +220,14 @@ class Projector:
         for doc_id in lookup:
             master[doc_id] = _master(await store.history_at(resource, doc_id, toa=now))
 
-        checkpoint = Checkpoint(new_seq, now)
-        views = await self._view_writes(resource, master, checkpoint)
+        moved = Checkpoint(new_seq, now)
         return ProjectionBatch(
-            checkpoint=checkpoint,
+            base=checkpoint,
+            checkpoint=moved,
             history=history,
             upserts=[d for d in master.values() if d is not None],
             deletes=[k for k, d in master.items() if d is None],
-            views=views,
+            views=await self._view_writes(resource, master, moved),
         )
 
     async def _view_writes(
@@ -236,18 +247,3 @@ class Projector:
             view.name: await fold_view(self.store, view, changes, {resource: checkpoint})
             for view in views
         }
-
-
-async def fold_view(
-    store: EventStore, view: View, changes: Sequence[Change], checkpoint: dict[str, Checkpoint]
-) -> ViewWrite:
-    """Apply ``changes`` to the stored rows of ``view``; the rows to write."""
-    keys = sorted({k for change in changes for k in view.keys(change)})
-    rows: Rows = dict(await store.read_view(view.name, keys)) if keys else {}
-    for change in changes:
-        view.apply(rows, change)
-    return ViewWrite(
-        puts={k: v for k, v in rows.items() if v is not None},
-        deletes=[k for k, v in rows.items() if v is None],
-        checkpoint=checkpoint,
-    )

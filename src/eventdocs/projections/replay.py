@@ -15,21 +15,20 @@ import msgspec
 
 from eventdocs.events import Event
 from eventdocs.fold import fold
-from eventdocs.projections.projector import fold_view, in_effect, link
-from eventdocs.projections.views import Change, View
+from eventdocs.projections.projector import in_effect, link
+from eventdocs.projections.views import Change, View, rebuild_view
 from eventdocs.storage.contract import (
     Checkpoint,
     Document,
     EventStore,
     HistoryWrite,
     ProjectionBatch,
-    ViewWrite,
 )
 
 if TYPE_CHECKING:
     from eventdocs.service import Service
 
-__all__ = ["Difference", "documents_of", "rebuild_view", "replay", "verify"]
+__all__ = ["Difference", "documents_of", "rebuild_stale_views", "replay", "verify"]
 
 Progress = Callable[[int], None]
 
@@ -136,29 +135,6 @@ async def replay(
     assert writing is not None
     await writing
     return total
-
-
-async def _master_changes(
-    store: EventStore, resource: str, chunk: int = 1000
-) -> AsyncIterator[list[Change]]:
-    after = ""
-    while docs := await store.scan(resource, after=after, limit=chunk):
-        yield [Change(resource, d.id, None, d.data) for d in docs]
-        after = docs[-1].id
-
-
-async def rebuild_view(store: EventStore, view: View) -> None:
-    """Rebuild ``view`` from the current master collections of its sources."""
-    await store.reset_view(view.name)
-    for resource in view.sources:
-        checkpoint = await store.read_checkpoint(resource)
-        async for changes in _master_changes(store, resource):
-            write = await fold_view(store, view, changes, {})
-            await store.write_projection(
-                resource, ProjectionBatch(checkpoint, views={view.name: write})
-            )
-        mark = ViewWrite(checkpoint={resource: checkpoint})
-        await store.write_projection(resource, ProjectionBatch(checkpoint, views={view.name: mark}))
 
 
 async def rebuild_stale_views(service: Service) -> None:

@@ -14,14 +14,15 @@ apply one change ``None -> state`` per existing document.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar
 
 import msgspec
 
-from eventdocs.errors import DeclarationError
+from eventdocs.errors import DeclarationError, StorageError
+from eventdocs.storage.contract import Checkpoint, EventStore, ProjectionBatch, ViewWrite
 
-__all__ = ["Change", "Rows", "View"]
+__all__ = ["Change", "Rows", "View", "fold_view", "rebuild_view"]
 
 Rows = dict[str, dict[str, Any] | None]
 
@@ -56,3 +57,57 @@ class View:
     def apply(self, rows: Rows, change: Change) -> None:
         """Fold ``change`` into ``rows`` (set a key to ``None`` to delete its row)."""
         raise NotImplementedError
+
+
+async def fold_view(
+    store: EventStore, view: View, changes: Sequence[Change], checkpoint: dict[str, Checkpoint]
+) -> ViewWrite:
+    """Apply ``changes`` to the stored rows of ``view``; the rows to write."""
+    keys = sorted({k for change in changes for k in view.keys(change)})
+    rows: Rows = dict(await store.read_view(view.name, keys)) if keys else {}
+    for change in changes:
+        view.apply(rows, change)
+    return ViewWrite(
+        puts={k: v for k, v in rows.items() if v is not None},
+        deletes=[k for k, v in rows.items() if v is None],
+        checkpoint=checkpoint,
+    )
+
+
+async def _master_changes(
+    store: EventStore, resource: str, chunk: int = 1000
+) -> AsyncIterator[list[Change]]:
+    after = ""
+    while docs := await store.scan(resource, after=after, limit=chunk):
+        yield [Change(resource, d.id, None, d.data) for d in docs]
+        after = docs[-1].id
+
+
+async def rebuild_view(store: EventStore, view: View, *, attempts: int = 20) -> None:
+    """Rebuild ``view`` from the current master collections of its sources.
+
+    Every write is conditional on the source checkpoints read first, so a
+    projector step in between (another process's) makes the attempt start
+    over instead of folding its change in twice.
+    """
+    for _ in range(attempts):
+        if await _rebuild_once(store, view):
+            return
+    raise StorageError(f"view {view.name!r}: its sources kept moving during {attempts} rebuilds")
+
+
+async def _rebuild_once(store: EventStore, view: View) -> bool:
+    bases = {resource: await store.read_checkpoint(resource) for resource in view.sources}
+    await store.reset_view(view.name)
+    for resource, base in bases.items():
+        async for changes in _master_changes(store, resource):
+            write = await fold_view(store, view, changes, {})
+            batch = ProjectionBatch(base, views={view.name: write}, base=base)
+            if not await store.write_projection(resource, batch):
+                return False
+        mark = ViewWrite(checkpoint={resource: base})
+        if not await store.write_projection(
+            resource, ProjectionBatch(base, views={view.name: mark}, base=base)
+        ):
+            return False
+    return True

@@ -97,13 +97,27 @@ class ViewWrite(msgspec.Struct, frozen=True):
 
 
 class ProjectionBatch(msgspec.Struct, frozen=True):
-    """Everything one projector step writes for one resource, with its checkpoint."""
+    """Everything one projector step writes for one resource, with its checkpoint.
+
+    ``base`` is the checkpoint the batch was computed from. Processes sharing a
+    store race to project the same events; only a batch whose base is still
+    the stored checkpoint may be written, or a change would be applied twice.
+    Without a base (rebuilds that reset first, tests) the checkpoint only has
+    to be no older than the stored one.
+    """
 
     checkpoint: Checkpoint
     history: list[HistoryWrite] = []
     upserts: list[Document] = []
     deletes: list[str] = []
     views: dict[str, ViewWrite] = {}
+    base: Checkpoint | None = None
+
+    def fits(self, stored: Checkpoint) -> bool:
+        """Whether this batch may be written over the ``stored`` checkpoint."""
+        if self.base is not None:
+            return stored == self.base
+        return (stored.seq, stored.toa) <= (self.checkpoint.seq, self.checkpoint.toa)
 
 
 class IndexSpec(msgspec.Struct, frozen=True):
@@ -229,14 +243,17 @@ class EventStore(Protocol):
     async def write_projection(self, resource: str, batch: ProjectionBatch) -> bool:
         """Write history, master rows, view rows and the checkpoint in one transaction.
 
-        Returns ``False``, writing nothing, when another process sharing the
-        store moved the checkpoint since this one read it (single-process
-        stores always write and return ``True``).
+        Returns ``False``, writing nothing, unless ``batch.fits`` the stored
+        checkpoint (another step, maybe another process's, came first).
         """
         ...
 
-    async def reset_projection(self, resource: str) -> None:
-        """Empty the history and master collection and zero the checkpoint."""
+    async def reset_projection(self, resource: str, *, base: Checkpoint | None = None) -> bool:
+        """Empty the history and master collection and zero the checkpoint.
+
+        With ``base``, only while the stored checkpoint is still ``base``;
+        returns whether it reset.
+        """
         ...
 
     async def get(self, resource: str, id: str) -> Document | None:

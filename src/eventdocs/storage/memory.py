@@ -200,6 +200,8 @@ class MemoryStore:
 
     async def write_projection(self, resource: str, batch: ProjectionBatch) -> bool:
         res = self._res(resource)
+        if not batch.fits(res.checkpoint):
+            return False
         for write in batch.history:
             kept = [row for row in res.history.get(write.id, []) if row.rev < write.from_rev]
             res.history[write.id] = _linked(kept + list(write.rows))
@@ -216,11 +218,14 @@ class MemoryStore:
         res.checkpoint = batch.checkpoint
         return True
 
-    async def reset_projection(self, resource: str) -> None:
+    async def reset_projection(self, resource: str, *, base: Checkpoint | None = None) -> bool:
         res = self._res(resource)
+        if base is not None and res.checkpoint != base:
+            return False
         res.history.clear()
         res.master.clear()
         res.checkpoint = Checkpoint()
+        return True
 
     async def get(self, resource: str, id: str) -> Document | None:
         return self._res(resource).master.get(id)

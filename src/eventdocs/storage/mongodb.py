@@ -296,7 +296,6 @@ class MongoStore:
         self._known: set[str] = set()
         self._queues: dict[str, list[_Call]] = {}
         self._drains: dict[str, asyncio.Task[None]] = {}
-        self._bases: dict[str, Checkpoint] = {}
         self.write_concern = WriteConcern(j=True)
         self.skipped_projections = 0
 
@@ -772,9 +771,7 @@ class MongoStore:
         if doc is not None and "lock" in doc and self._stale(doc["lock"]):
             await self._recover(r, doc["lock"])
             doc = await self._coll("eventdocs_checkpoints").find_one({"_id": r})
-        checkpoint = Checkpoint() if doc is None else _checkpoint(doc)
-        self._bases[r] = checkpoint
-        return checkpoint
+        return Checkpoint() if doc is None else _checkpoint(doc)
 
     def _stale(self, lock: Doc) -> bool:
         at: int = lock["at"]
@@ -856,14 +853,6 @@ class MongoStore:
         for view in batch.views:
             _name(view, "view")
         new = batch.checkpoint
-        base = self._bases.get(r)
-
-        def ok(stored: Checkpoint) -> bool:
-            # Computed from the stored state, or (base unknown) not behind it.
-            if base is not None:
-                return stored == base
-            return (stored.seq, stored.toa) <= (new.seq, new.toa)
-
         token = uuid.uuid4().hex
         journal = self._coll("eventdocs_journal")
         lock: Doc = {"token": token, "seq": new.seq, "toa": new.toa, "kind": "transaction"}
@@ -878,9 +867,7 @@ class MongoStore:
             )
             lock.update(kind="journal", n=len(parts))
         try:
-            if not await self._lock(r, lock, ok):
-                # The base stays: batches this caller computes on top of this one
-                # are dropped too, until it reads the checkpoint again.
+            if not await self._lock(r, lock, batch.fits):
                 self.skipped_projections += 1
                 return False
             if self.transactions and self._client is not None:
@@ -896,7 +883,6 @@ class MongoStore:
                 await self._apply(r, batch)
                 if not await self._unlock(r, token, new):
                     raise StoreUnavailable("mongodb: the projection lock was lost")
-            self._bases[r] = new
         finally:
             if not self.transactions:
                 with contextlib.suppress(PyMongoError):
@@ -954,12 +940,13 @@ class MongoStore:
         await self._coll(r).delete_many({})
 
     @_boundary
-    async def reset_projection(self, resource: str) -> None:
+    async def reset_projection(self, resource: str, *, base: Checkpoint | None = None) -> bool:
         r = await self._res(resource)
         token = uuid.uuid4().hex
         zero = Checkpoint()
         lock = {"token": token, "seq": 0, "toa": zero.toa, "kind": "reset"}
-        await self._lock(r, lock, lambda _: True)
+        if not await self._lock(r, lock, lambda stored: base is None or stored == base):
+            return False
         # The zero checkpoint goes first: a crash in between leaves a store the
         # projector rebuilds from scratch.
         await self._coll("eventdocs_checkpoints").update_one(
@@ -967,7 +954,7 @@ class MongoStore:
         )
         await self._clear(r)
         await self._unlock(r, token, zero)
-        self._bases[r] = zero
+        return True
 
     # -- reads of projections --------------------------------------------------
 

@@ -155,6 +155,15 @@ def _name(name: str, what: str) -> str:
     return name
 
 
+_CHECKPOINT = "SELECT seq, toa FROM eventdocs_checkpoints WHERE resource = ?"
+
+
+def _checkpoint(c: sqlite3.Connection, resource: str) -> Checkpoint:
+    """The stored checkpoint, read inside the writer's transaction."""
+    row = c.execute(_CHECKPOINT, (resource,)).fetchone()
+    return Checkpoint(*row) if row else Checkpoint()
+
+
 def _storage_error(exc: sqlite3.Error) -> StorageError:
     """The one place driver errors become eventdocs errors."""
     text = str(exc)
@@ -767,16 +776,16 @@ class SQLiteStore:
 
     async def read_checkpoint(self, resource: str) -> Checkpoint:
         self._res(resource)
-        rows = self._rows(
-            "SELECT seq, toa FROM eventdocs_checkpoints WHERE resource = ?", (resource,)
-        )
+        rows = self._rows(_CHECKPOINT, (resource,))
         return Checkpoint(*rows[0]) if rows else Checkpoint()
 
     async def write_projection(self, resource: str, batch: ProjectionBatch) -> bool:
         sql = self._res(resource)
         views = [(_name(v, "view"), w) for v, w in batch.views.items()]
 
-        def run(c: sqlite3.Connection) -> None:
+        def run(c: sqlite3.Connection) -> bool:
+            if not batch.fits(_checkpoint(c, resource)):
+                return False
             writes = batch.history
             # One executemany per statement, unless a document comes twice: then in order.
             groups = (
@@ -822,19 +831,24 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO eventdocs_checkpoints VALUES (?, ?, ?)",
                 (resource, cp.seq, cp.toa),
             )
+            return True
 
-        await self._call(run, lambda: self._views.update(v for v, _ in views))
-        return True
+        written: bool = await self._call(run, lambda: self._views.update(v for v, _ in views))
+        return written
 
-    async def reset_projection(self, resource: str) -> None:
+    async def reset_projection(self, resource: str, *, base: Checkpoint | None = None) -> bool:
         sql = self._res(resource)
 
-        def run(c: sqlite3.Connection) -> None:
+        def run(c: sqlite3.Connection) -> bool:
+            if base is not None and _checkpoint(c, resource) != base:
+                return False
             for statement in sql.reset:
                 c.execute(statement)
             c.execute("DELETE FROM eventdocs_checkpoints WHERE resource = ?", (resource,))
+            return True
 
-        await self._call(run)
+        done: bool = await self._call(run)
+        return done
 
     async def get(self, resource: str, id: str) -> Document | None:
         rows = self._rows(self._res(resource).get, (id,))
