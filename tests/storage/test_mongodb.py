@@ -379,6 +379,9 @@ class Workers:
         self.args = [sys.executable, str(path), url, str(seconds), str(ttl), str(poll)]
         self.procs: list[subprocess.Popen[str]] = []
         self.lines: list[tuple[float, str]] = []
+        # A readline still running when wait_for returns reads the next line: the next
+        # wait_for collects it, or that line would be lost.
+        self.pending: dict[subprocess.Popen[str], asyncio.Future[str]] = {}
 
     async def start(self, count: int = 2) -> None:
         """Start ``count`` workers at once, as ``uvicorn --workers`` does."""
@@ -397,7 +400,7 @@ class Workers:
     async def wait_for(self, predicate: Any, within: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + within
-        pending: dict[subprocess.Popen[str], asyncio.Future[str]] = {}
+        pending = self.pending
         while not predicate(self.lines):
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out; worker said {self.lines}")
