@@ -175,6 +175,37 @@ async def test_a_crashed_projection_is_rolled_forward_or_dropped(store: MongoSto
         assert await journal.count_documents({}) == 0
 
 
+class SlowStore(MongoStore):
+    """Writes each projection step slowly, as on a loaded machine."""
+
+    delay = 1.5
+
+    async def _apply(self, r: str, batch: ProjectionBatch, session: Any = None) -> None:
+        await asyncio.sleep(self.delay)
+        await super()._apply(r, batch, session)
+
+
+@needs_server
+async def test_a_step_slower_than_stale_after_keeps_its_lock(store: MongoStore) -> None:
+    """Only a dead or frozen holder's lock goes stale: a slow one is left to finish."""
+    slow = SlowStore(store.url, transactions=store.transactions, stale_after=0.5)
+    await slow.open()
+    try:
+        row = Document("a", {"n": 1}, 1, 10, 1)
+        batch = ProjectionBatch(
+            Checkpoint(1, 10), [HistoryWrite("a", 1, [row])], [row], base=Checkpoint()
+        )
+        writing = asyncio.create_task(slow.write_projection("post", batch))
+        for _ in range(10):  # meanwhile, another process reads the checkpoint
+            await asyncio.sleep(0.1)
+            assert await store.read_checkpoint("post") == Checkpoint()
+        assert await writing
+        assert await store.read_checkpoint("post") == Checkpoint(1, 10)
+        assert await store.get("post", "a") == row
+    finally:
+        await slow.close()
+
+
 @needs_server
 async def test_a_batch_from_a_stale_checkpoint_is_dropped(store: MongoStore) -> None:
     row = Document("a", {"n": 1}, 1, 10, 1)

@@ -48,7 +48,7 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import msgspec
@@ -803,6 +803,27 @@ class MongoStore:
             if taken.matched_count:
                 return True
 
+    @contextlib.asynccontextmanager
+    async def _held(self, r: str, token: str) -> AsyncIterator[None]:
+        """Keep the lock's time fresh while its holder writes, so that only a holder
+        that died or froze goes stale, never one that is merely slow."""
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(self.stale_after / 3)
+                with contextlib.suppress(PyMongoError):
+                    await self._coll("eventdocs_checkpoints").update_one(
+                        {"_id": r, "lock.token": token}, {"$set": {"lock.at": _wall()}}
+                    )
+
+        task = asyncio.create_task(beat(), name=f"eventdocs-lock-{r}")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def _unlock(
         self, r: str, token: str, checkpoint: Checkpoint, session: Any = None
     ) -> bool:
@@ -870,19 +891,20 @@ class MongoStore:
             if not await self._lock(r, lock, batch.fits):
                 self.skipped_projections += 1
                 return False
-            if self.transactions and self._client is not None:
+            async with self._held(r, token):
+                if self.transactions and self._client is not None:
 
-                async def run(session: AsyncClientSession) -> None:
-                    await self._apply(r, batch, session)
-                    if not await self._unlock(r, token, new, session):
+                    async def run(session: AsyncClientSession) -> None:
+                        await self._apply(r, batch, session)
+                        if not await self._unlock(r, token, new, session):
+                            raise StoreUnavailable("mongodb: the projection lock was lost")
+
+                    async with self._client.start_session() as session:
+                        await session.with_transaction(run, write_concern=self.write_concern)
+                else:
+                    await self._apply(r, batch)
+                    if not await self._unlock(r, token, new):
                         raise StoreUnavailable("mongodb: the projection lock was lost")
-
-                async with self._client.start_session() as session:
-                    await session.with_transaction(run, write_concern=self.write_concern)
-            else:
-                await self._apply(r, batch)
-                if not await self._unlock(r, token, new):
-                    raise StoreUnavailable("mongodb: the projection lock was lost")
         finally:
             if not self.transactions:
                 with contextlib.suppress(PyMongoError):
@@ -947,13 +969,14 @@ class MongoStore:
         lock = {"token": token, "seq": 0, "toa": zero.toa, "kind": "reset"}
         if not await self._lock(r, lock, lambda stored: base is None or stored == base):
             return False
-        # The zero checkpoint goes first: a crash in between leaves a store the
-        # projector rebuilds from scratch.
-        await self._coll("eventdocs_checkpoints").update_one(
-            {"_id": r, "lock.token": token}, {"$set": {"seq": 0, "toa": zero.toa}}
-        )
-        await self._clear(r)
-        await self._unlock(r, token, zero)
+        async with self._held(r, token):
+            # The zero checkpoint goes first: a crash in between leaves a store the
+            # projector rebuilds from scratch.
+            await self._coll("eventdocs_checkpoints").update_one(
+                {"_id": r, "lock.token": token}, {"$set": {"seq": 0, "toa": zero.toa}}
+            )
+            await self._clear(r)
+            await self._unlock(r, token, zero)
         return True
 
     # -- reads of projections --------------------------------------------------
