@@ -9,10 +9,24 @@ import pytest
 from httpkit import POST, Api, Thing, running
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Both embedded backends, for the tests where storage matters."""
-    return "memory:" if request.param == "memory" else f"sqlite:///{tmp_path / 'api.db'}"
+@pytest.fixture(params=["memory", "sqlite", "mongodb"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Every backend, for the tests where storage matters (MongoDB when a server is given)."""
+    if request.param == "memory":
+        yield "memory:"
+    elif request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'api.db'}"
+    else:
+        from eventdocs.storage.mongodb import MongoStore
+        from mongotest import SKIP_REASON, URL, discard, fresh_url
+
+        if not URL:
+            pytest.skip(SKIP_REASON)
+        url = fresh_url()
+        yield url
+        store = MongoStore(url)
+        await store.open()
+        await discard(store)
 
 
 @pytest.fixture
@@ -24,6 +38,6 @@ async def api() -> AsyncIterator[Api]:
 
 @pytest.fixture
 async def durable_api(store_url: str) -> AsyncIterator[Api]:
-    """Post on the memory store and on a SQLite file."""
+    """Post on every backend (see ``store_url``)."""
     async with running([POST], store_url=store_url) as running_api:
         yield running_api

@@ -993,7 +993,7 @@ class MongoStore:
         compiled = compile_query(query)
         parts = [p for p in (base, compiled) if p]
         flt = {} if not parts else parts[0] if len(parts) == 1 else {"$and": parts}
-        total = await coll.count_documents(flt)
+        total = int(await coll.count_documents(flt))  # jongodb counts in Int64
         if query.limit <= 0 or query.offset >= total:
             return total, []
         cursor = (
