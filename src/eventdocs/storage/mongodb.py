@@ -27,12 +27,13 @@ returns once every seq up to its last is final, so read-your-writes holds.
 Concurrent appends of one process share one allocation (group commit).
 
 **Projection writes** are serialized per resource by a lock in the
-checkpoint document (taken with compare-and-set, stolen when stale) and
-applied only if the stored checkpoint is the one this store last read or
-wrote (a batch computed from an older state is dropped: nothing is applied
-twice). On a replica set the writes and the new checkpoint commit in one
-transaction; on a standalone server the batch is first written to a journal
-and a crashed apply is rolled forward by the next reader of the checkpoint.
+checkpoint document (taken with compare-and-set, kept fresh while its holder
+writes, stolen when stale) and applied only if the stored checkpoint is the
+batch's base (a batch computed from an older state is dropped: nothing is
+applied twice). On a replica set the writes and the new checkpoint commit in
+one transaction; on a standalone server the batch is first written to a
+journal and a crashed apply is rolled forward by the next reader of the
+checkpoint.
 
 Writes use ``w="majority"`` on a replica set or cluster and ``j=True`` on a
 standalone server. Driver errors become :class:`~eventdocs.errors.StorageError`
