@@ -49,11 +49,10 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import msgspec
-from bson.int64 import Int64
 from pymongo import AsyncMongoClient, DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -76,7 +75,7 @@ from eventdocs.errors import (
     StorageError,
     StoreUnavailable,
 )
-from eventdocs.events import Draft, Event, decode_event, encode_event
+from eventdocs.events import Draft, Event
 from eventdocs.query import Query
 from eventdocs.storage.contract import (
     Appended,
@@ -85,20 +84,29 @@ from eventdocs.storage.contract import (
     IndexSpec,
     ProjectionBatch,
 )
-from eventdocs.storage.mongo_keys import compile_query, compile_sort, keys_of, path_field
+from eventdocs.storage.mongo_bson import (
+    OPEN,
+    ROW_FIELDS,
+    Doc,
+    checkpoint_of,
+    data_of,
+    document_of,
+    event_doc,
+    event_of,
+    put_data,
+    row_doc,
+)
+from eventdocs.storage.mongo_keys import compile_query, compile_sort, path_field
 from eventdocs.times import Clock, SystemClock
 
 __all__ = ["MongoStore"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
-Doc = dict[str, Any]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RESERVED = re.compile(r"^(eventdocs_|view_|system)|_(revisions|history)$")
 _MIN_TIME = -(2**62)
-_OPEN = 2**62  # "until" of a history row that is still in effect
-_INT64 = 2**63
 _CHUNK = 8 * 1024 * 1024  # journal bytes per document, well under BSON's 16 MiB
 # Server errors that say "try again": not primary, shutting down, interrupted...
 _RETRYABLE_CODES = {6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
@@ -140,112 +148,6 @@ def _name(name: str, what: str) -> str:
 def _wall() -> int:
     """Wall-clock milliseconds, for staleness across processes (never the store clock)."""
     return time.time_ns() // 1_000_000
-
-
-# -- BSON mapping --------------------------------------------------------------
-
-
-def _native(value: Any, depth: int = 0) -> bool:
-    """Whether BSON keeps ``value`` exactly (else it is stored as JSON text)."""
-    if value is None or isinstance(value, bool | float | str):
-        return True
-    if isinstance(value, int):
-        return -_INT64 <= value < _INT64
-    if depth > 90:
-        return False
-    if isinstance(value, list):
-        return all(_native(v, depth + 1) for v in value)
-    if isinstance(value, dict):
-        return all(
-            isinstance(k, str) and k and not k.startswith("$") and "." not in k and "\x00" not in k
-            and _native(v, depth + 1)
-            for k, v in value.items()
-        )  # fmt: skip
-    return False
-
-
-def _put_data(doc: Doc, data: Mapping[str, Any] | None) -> Doc:
-    if data is None or _native(data):
-        doc["data"] = data
-    else:
-        doc["data"] = None
-        doc["json"] = msgspec.json.encode(data).decode()
-    return doc
-
-
-def _data(doc: Doc) -> dict[str, Any] | None:
-    if "json" in doc:
-        value: dict[str, Any] = msgspec.json.decode(doc["json"])
-        return value
-    data: dict[str, Any] | None = _plain(doc.get("data"))
-    return data
-
-
-def _plain(value: Any) -> Any:
-    """``value`` with BSON's ``Int64`` (what int64 always decodes to) as plain ``int``."""
-    kind = type(value)
-    if kind is dict:
-        return {k: _plain(v) for k, v in value.items()}
-    if kind is list:
-        return [_plain(v) for v in value]
-    if kind is Int64:
-        return int(value)
-    return value
-
-
-def _checkpoint(doc: Doc) -> Checkpoint:
-    return Checkpoint(int(doc["seq"]), int(doc["toa"]))
-
-
-def _event_doc(event: Event) -> Doc:
-    doc: Doc = msgspec.to_builtins(event)
-    doc["_id"] = doc.pop("seq")
-    if _native(doc):
-        return doc
-    slim: Doc = {
-        k: doc[k] for k in ("_id", "id", "action", "toa", "recorded_at", "target") if k in doc
-    }
-    slim["json"] = encode_event(event).decode()
-    return slim
-
-
-def _event(doc: Doc) -> Event:
-    if "json" in doc:
-        return decode_event(doc["json"])
-    fields = _plain(doc)
-    fields["seq"] = fields.pop("_id")
-    event: Event = msgspec.convert(fields, Event)
-    return event
-
-
-def _row(doc_id: str, row: Document, *, history: bool) -> Doc:
-    doc: Doc = {"rev": row.rev, "updated": row.updated, "seq": row.seq, "valid_to": row.valid_to}
-    if history:
-        doc["id"] = doc_id
-        doc["live"] = row.data is not None
-        doc["until"] = _OPEN if row.valid_to is None else row.valid_to
-    else:
-        doc["_id"] = doc_id
-    _put_data(doc, row.data)
-    if row.data is not None:
-        doc.update(keys_of(doc_id, row.data))
-    return doc
-
-
-def _document(doc: Doc) -> Document:
-    doc_id = doc["id"] if "id" in doc else doc["_id"]
-    valid_to = doc["valid_to"]
-    return Document(
-        doc_id,
-        _data(doc),
-        int(doc["rev"]),
-        int(doc["updated"]),
-        int(doc["seq"]),
-        None if valid_to is None else int(valid_to),
-    )
-
-
-_ROW_FIELDS = {"_k": 0, "_d": 0, "_l": 0}
 
 
 def _index_name(*parts: str) -> str:
@@ -539,7 +441,7 @@ class MongoStore:
                     raise _Raced from None
             if events:
                 try:
-                    await self._coll(f"{r}_revisions").insert_many([_event_doc(e) for e in events])
+                    await self._coll(f"{r}_revisions").insert_many([event_doc(e) for e in events])
                 except DuplicateKeyError:  # void markers: the batch was given up on
                     raise StoreUnavailable(
                         "mongodb: the append took too long and was abandoned"
@@ -593,7 +495,7 @@ class MongoStore:
             if seqs:
                 await self._wait_final(r, max(seqs))
             events = [
-                _event(d)
+                event_of(d)
                 async for d in self._coll(f"{r}_revisions")
                 .find({"_id": {"$in": seqs}, "void": {"$exists": False}})
                 .sort("_id", 1)
@@ -628,7 +530,7 @@ class MongoStore:
         cursor = self._coll(f"{r}_revisions").find(query).sort(sort)
         if limit:
             cursor = cursor.limit(limit)
-        return [_event(d) async for d in cursor]
+        return [event_of(d) async for d in cursor]
 
     @_boundary
     async def read_log(self, resource: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
@@ -656,7 +558,7 @@ class MongoStore:
         if seq > await self._hwm(r):
             return None
         doc = await self._coll(f"{r}_revisions").find_one({"_id": seq, "void": {"$exists": False}})
-        return None if doc is None else _event(doc)
+        return None if doc is None else event_of(doc)
 
     @_boundary
     async def read_document(self, resource: str, id: str) -> list[Event]:
@@ -716,7 +618,7 @@ class MongoStore:
         if limit is not None and limit <= 0:
             return out
         async for doc in self._due(r, after_toa, until_toa, max_seq):
-            out.append(_event(doc))
+            out.append(event_of(doc))
             if limit is not None and len(out) >= limit:
                 break
         return out
@@ -734,7 +636,7 @@ class MongoStore:
     @_boundary
     async def next_toa(self, resource: str, *, after_toa: int, max_seq: int) -> int | None:
         r = await self._res(resource)
-        async for doc in self._due(r, after_toa, _OPEN, max_seq, full=False):
+        async for doc in self._due(r, after_toa, OPEN, max_seq, full=False):
             return int(doc["toa"])
         return None
 
@@ -772,7 +674,7 @@ class MongoStore:
         if doc is not None and "lock" in doc and self._stale(doc["lock"]):
             await self._recover(r, doc["lock"])
             doc = await self._coll("eventdocs_checkpoints").find_one({"_id": r})
-        return Checkpoint() if doc is None else _checkpoint(doc)
+        return Checkpoint() if doc is None else checkpoint_of(doc)
 
     def _stale(self, lock: Doc) -> bool:
         at: int = lock["at"]
@@ -795,7 +697,7 @@ class MongoStore:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.05)
                 continue
-            if not ok(_checkpoint(doc)):
+            if not ok(checkpoint_of(doc)):
                 return False
             taken = await checkpoints.update_one(
                 {"_id": r, "seq": doc["seq"], "toa": doc["toa"], "lock": {"$exists": False}},
@@ -843,7 +745,7 @@ class MongoStore:
         journal is never replayed over a newer step.
         """
         token = lock["token"]
-        target = _checkpoint(lock)
+        target = checkpoint_of(lock)
         checkpoints = self._coll("eventdocs_checkpoints")
         taken = await checkpoints.update_one(
             {"_id": r, "lock.token": token, "lock.at": lock["at"]},
@@ -922,15 +824,15 @@ class MongoStore:
                 history.append(
                     UpdateOne(
                         {"id": write.id, "rev": write.from_rev - 1},
-                        {"$set": {"valid_to": end, "until": _OPEN if end is None else end}},
+                        {"$set": {"valid_to": end, "until": OPEN if end is None else end}},
                     )
                 )
             ends: list[int | None] = [row.updated for row in write.rows[1:]]
             for row, end in zip(write.rows, [*ends, None], strict=False):
                 linked = msgspec.structs.replace(row, valid_to=end)
-                history.append(InsertOne(_row(write.id, linked, history=True)))
+                history.append(InsertOne(row_doc(write.id, linked, history=True)))
         master: list[Any] = [
-            ReplaceOne({"_id": d.id}, _row(d.id, d, history=False), upsert=True)
+            ReplaceOne({"_id": d.id}, row_doc(d.id, d, history=False), upsert=True)
             for d in batch.upserts
         ]
         master += [DeleteOne({"_id": doc_id}) for doc_id in batch.deletes]
@@ -941,7 +843,7 @@ class MongoStore:
         marks: list[Any] = []
         for name, view in batch.views.items():
             ops: list[Any] = [
-                ReplaceOne({"_id": k}, _put_data({"_id": k}, v), upsert=True)
+                ReplaceOne({"_id": k}, put_data({"_id": k}, v), upsert=True)
                 for k, v in view.puts.items()
             ]
             ops += [DeleteOne({"_id": k}) for k in view.deletes]
@@ -985,8 +887,8 @@ class MongoStore:
     @_boundary
     async def get(self, resource: str, id: str) -> Document | None:
         r = await self._res(resource)
-        doc = await self._coll(r).find_one({"_id": id}, _ROW_FIELDS)
-        return None if doc is None else _document(doc)
+        doc = await self._coll(r).find_one({"_id": id}, ROW_FIELDS)
+        return None if doc is None else document_of(doc)
 
     async def _query(
         self, coll: AsyncCollection[Doc], base: Doc, query: Query, id_field: str
@@ -998,12 +900,12 @@ class MongoStore:
         if query.limit <= 0 or query.offset >= total:
             return total, []
         cursor = (
-            coll.find(flt, _ROW_FIELDS)
+            coll.find(flt, ROW_FIELDS)
             .sort(compile_sort(query.sort, id_field))
             .skip(query.offset)
             .limit(query.limit)
         )
-        return total, [_document(d) async for d in cursor]
+        return total, [document_of(d) async for d in cursor]
 
     @_boundary
     async def query(self, resource: str, query: Query) -> tuple[int, list[Document]]:
@@ -1015,14 +917,14 @@ class MongoStore:
         r = await self._res(resource)
         if limit <= 0:
             return []
-        cursor = self._coll(r).find({"_id": {"$gt": after}}, _ROW_FIELDS).sort("_id", 1)
-        return [_document(d) async for d in cursor.limit(limit)]
+        cursor = self._coll(r).find({"_id": {"$gt": after}}, ROW_FIELDS).sort("_id", 1)
+        return [document_of(d) async for d in cursor.limit(limit)]
 
     @_boundary
     async def read_history(self, resource: str, id: str) -> list[Document]:
         r = await self._res(resource)
-        cursor = self._coll(f"{r}_history").find({"id": id}, _ROW_FIELDS).sort("rev", 1)
-        return [_document(d) async for d in cursor]
+        cursor = self._coll(f"{r}_history").find({"id": id}, ROW_FIELDS).sort("rev", 1)
+        return [document_of(d) async for d in cursor]
 
     @_boundary
     async def history_tails(self, resource: str, ids: Sequence[str]) -> dict[str, Document]:
@@ -1038,16 +940,16 @@ class MongoStore:
         tails = [(d["_id"], d["rev"]) async for d in await history.aggregate(pipeline)]
         if not tails:
             return {}
-        cursor = history.find({"$or": [{"id": i, "rev": rev} for i, rev in tails]}, _ROW_FIELDS)
-        return {d["id"]: _document(d) async for d in cursor}
+        cursor = history.find({"$or": [{"id": i, "rev": rev} for i, rev in tails]}, ROW_FIELDS)
+        return {d["id"]: document_of(d) async for d in cursor}
 
     @_boundary
     async def history_at(self, resource: str, id: str, *, toa: int) -> Document | None:
         r = await self._res(resource)
         doc = await self._coll(f"{r}_history").find_one(
-            {"id": id, "updated": {"$lte": toa}}, _ROW_FIELDS, sort=[("rev", -1)]
+            {"id": id, "updated": {"$lte": toa}}, ROW_FIELDS, sort=[("rev", -1)]
         )
-        return None if doc is None else _document(doc)
+        return None if doc is None else document_of(doc)
 
     @_boundary
     async def query_history(
@@ -1064,14 +966,14 @@ class MongoStore:
         r = await self._res(resource)
         history = self._coll(f"{r}_history")
         order = [("id", 1), ("rev", 1)]
-        cursor = history.find({"id": {"$gt": after}}, _ROW_FIELDS).sort(order).limit(limit + 1)
+        cursor = history.find({"id": {"$gt": after}}, ROW_FIELDS).sort(order).limit(limit + 1)
         docs = [d async for d in cursor]
         if len(docs) > limit:  # drop the document the limit cut, or read all of the first
             cut = docs[-1]["id"]
             docs = [d for d in docs if d["id"] != cut]
             if not docs:
-                docs = [d async for d in history.find({"id": cut}, _ROW_FIELDS).sort("rev", 1)]
-        return [_document(d) for d in docs]
+                docs = [d async for d in history.find({"id": cut}, ROW_FIELDS).sort("rev", 1)]
+        return [document_of(d) for d in docs]
 
     # -- views -------------------------------------------------------------------
 
@@ -1085,12 +987,12 @@ class MongoStore:
         if keys is not None and not keys:
             return {}
         query = {} if keys is None else {"_id": {"$in": list(keys)}}
-        return {d["_id"]: _data(d) async for d in coll.find(query)}
+        return {d["_id"]: data_of(d) async for d in coll.find(query)}
 
     @_boundary
     async def view_checkpoints(self, view: str) -> dict[str, Checkpoint]:
         cursor = self._coll("eventdocs_view_checkpoints").find({"view": view})
-        return {d["resource"]: _checkpoint(d) async for d in cursor}
+        return {d["resource"]: checkpoint_of(d) async for d in cursor}
 
     @_boundary
     async def reset_view(self, view: str) -> None:
