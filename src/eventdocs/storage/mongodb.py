@@ -671,13 +671,17 @@ class MongoStore:
     async def read_checkpoint(self, resource: str) -> Checkpoint:
         r = await self._res(resource)
         doc = await self._coll("eventdocs_checkpoints").find_one({"_id": r})
-        if doc is not None and "lock" in doc and self._stale(doc["lock"]):
+        if doc is not None and "lock" in doc and await self._stale(r, doc["lock"]):
             await self._recover(r, doc["lock"])
             doc = await self._coll("eventdocs_checkpoints").find_one({"_id": r})
         return Checkpoint() if doc is None else checkpoint_of(doc)
 
-    def _stale(self, lock: Doc) -> bool:
+    async def _stale(self, r: str, lock: Doc) -> bool:
+        """Whether the lock's holder has shown no sign of life for ``stale_after``."""
         at: int = lock["at"]
+        beat = await self._coll("eventdocs_leases").find_one({"_id": f"lock:{r}"})
+        if beat is not None and beat["token"] == lock["token"]:
+            at = max(at, beat["at"])
         return at < _wall() - int(self.stale_after * 1000)
 
     async def _lock(self, r: str, lock: Doc, ok: Callable[[Checkpoint], bool]) -> bool:
@@ -691,7 +695,7 @@ class MongoStore:
                     await checkpoints.insert_one({"_id": r, "seq": 0, "toa": Checkpoint().toa})
                 continue
             if "lock" in doc:
-                if self._stale(doc["lock"]):
+                if await self._stale(r, doc["lock"]):
                     await self._recover(r, doc["lock"])
                 else:
                     await asyncio.sleep(delay)
@@ -708,15 +712,18 @@ class MongoStore:
 
     @contextlib.asynccontextmanager
     async def _held(self, r: str, token: str) -> AsyncIterator[None]:
-        """Keep the lock's time fresh while its holder writes, so that only a holder
-        that died or froze goes stale, never one that is merely slow."""
+        """Show the lock's holder alive while it writes, so that only a holder that
+        died or froze goes stale, never one that is merely slow. The beats go to a
+        document of their own: writing the checkpoint document would conflict with
+        the step's transaction, which writes it at the end."""
 
         async def beat() -> None:
+            beats = self._coll("eventdocs_leases")
             while True:
                 await asyncio.sleep(self.stale_after / 3)
                 with contextlib.suppress(PyMongoError):
-                    await self._coll("eventdocs_checkpoints").update_one(
-                        {"_id": r, "lock.token": token}, {"$set": {"lock.at": _wall()}}
+                    await beats.replace_one(
+                        {"_id": f"lock:{r}"}, {"token": token, "at": _wall()}, upsert=True
                     )
 
         task = asyncio.create_task(beat(), name=f"eventdocs-lock-{r}")
