@@ -19,7 +19,7 @@ from eventdocs.errors import DeclarationError, NotFound
 from eventdocs.projections.lease import lease_for
 from eventdocs.projections.projector import Projector
 from eventdocs.projections.scheduler import Scheduler
-from eventdocs.projections.views import View
+from eventdocs.projections.views import View, rebuild_stale_views
 from eventdocs.storage.contract import EventStore, IndexSpec
 from eventdocs.times import Clock, SystemClock
 
@@ -84,9 +84,7 @@ class Service:
             await self.store.ensure_resource(name, list(indexes.get(name, {}).values()))
         for view in self.views:
             await self.store.ensure_view(view.name)
-        from eventdocs.projections.replay import rebuild_stale_views
-
-        await rebuild_stale_views(self)
+        await rebuild_stale_views(self.store, self.views)
         if self.background:
             await self.scheduler.start()
         else:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from eventdocs.events import Event
 from eventdocs.fold import fold
-from eventdocs.projections.lease import lease_for
 from eventdocs.projections.projector import in_effect, link
-from eventdocs.projections.views import Change, View, rebuild_view
+from eventdocs.projections.views import Change, View
 from eventdocs.storage.contract import (
     Checkpoint,
     Document,
@@ -26,10 +25,7 @@ from eventdocs.storage.contract import (
     ProjectionBatch,
 )
 
-if TYPE_CHECKING:
-    from eventdocs.service import Service
-
-__all__ = ["Difference", "documents_of", "rebuild_stale_views", "replay", "verify"]
+__all__ = ["Difference", "documents_of", "replay", "verify"]
 
 Progress = Callable[[int], None]
 
@@ -136,39 +132,6 @@ async def replay(
     assert writing is not None
     await writing
     return total
-
-
-async def rebuild_stale_views(service: Service, *, poll: float = 0.2) -> None:
-    """Rebuild every view whose checkpoints do not match its sources' (new views).
-
-    Processes sharing a store (``uvicorn --workers 4``) start at once: a lease
-    per view makes one of them rebuild it while the others wait until it is
-    done, or until its lease expires if that process died.
-    """
-    store = service.store
-    for view in service.views:
-        while await _stale(store, view):
-            lease = lease_for(store, f"view:{view.name}", ttl=10.0)
-            if lease is None:
-                await rebuild_view(store, view)
-                break
-            await lease.start()
-            try:
-                if lease.held:
-                    if await _stale(store, view):
-                        await rebuild_view(store, view)
-                    break
-            finally:
-                await lease.stop()
-            await asyncio.sleep(poll)
-
-
-async def _stale(store: EventStore, view: View) -> bool:
-    marks = await store.view_checkpoints(view.name)
-    for resource in view.sources:
-        if marks.get(resource) != await store.read_checkpoint(resource):
-            return True
-    return False
 
 
 async def verify(

@@ -9,20 +9,23 @@ The rule a view must keep, so that it can always be rebuilt from the log: its
 rows depend only on the current states of the source documents, i.e. applying
 ``a -> b`` then ``b -> c`` gives the same rows as ``a -> c``. Counts, sums,
 indexes and groupings keep it naturally. Rebuild and verify rely on it: they
-apply one change ``None -> state`` per existing document.
+apply one change ``None -> state`` per existing document. Rebuilding lives
+here too: the projector rebuilds after a reset, the service at start.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar
 
 import msgspec
 
 from eventdocs.errors import DeclarationError, StorageError
+from eventdocs.projections.lease import lease_for
 from eventdocs.storage.contract import Checkpoint, EventStore, ProjectionBatch, ViewWrite
 
-__all__ = ["Change", "Rows", "View", "fold_view", "rebuild_view"]
+__all__ = ["Change", "Rows", "View", "fold_view", "rebuild_stale_views", "rebuild_view"]
 
 Rows = dict[str, dict[str, Any] | None]
 
@@ -111,3 +114,37 @@ async def _rebuild_once(store: EventStore, view: View) -> bool:
         ):
             return False
     return True
+
+
+async def rebuild_stale_views(
+    store: EventStore, views: Sequence[View], *, poll: float = 0.2
+) -> None:
+    """Rebuild every view whose checkpoints do not match its sources' (new views).
+
+    Processes sharing a store (``uvicorn --workers 4``) start at once: a lease
+    per view makes one of them rebuild it while the others wait until it is
+    done, or until its lease expires if that process died.
+    """
+    for view in views:
+        while await _stale(store, view):
+            lease = lease_for(store, f"view:{view.name}", ttl=10.0)
+            if lease is None:
+                await rebuild_view(store, view)
+                break
+            await lease.start()
+            try:
+                if lease.held:
+                    if await _stale(store, view):
+                        await rebuild_view(store, view)
+                    break
+            finally:
+                await lease.stop()
+            await asyncio.sleep(poll)
+
+
+async def _stale(store: EventStore, view: View) -> bool:
+    marks = await store.view_checkpoints(view.name)
+    for resource in view.sources:
+        if marks.get(resource) != await store.read_checkpoint(resource):
+            return True
+    return False
