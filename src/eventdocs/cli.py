@@ -80,6 +80,10 @@ class _Cli(click.Group):
             _fail("interrupted", 130)
         except EventdocsError as exc:
             _fail(_describe(exc))
+        except ModuleNotFoundError as exc:
+            if exc.name != "pymongo":
+                _fail(f"missing module {exc.name} ({exc}); reinstall eventdocs")
+            _fail("MongoDB stores need the mongodb extra: pip install 'eventdocs[mongodb]'")
         except OSError as exc:
             name = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{name}{exc.strerror or exc}")
@@ -231,6 +235,26 @@ def main() -> None:
 @click.option("--tokens", metavar="FILE", help="A JSON file of bearer tokens and their scopes.")
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
 @click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Allow cross-origin requests from ORIGIN (repeatable; * for any). Off by default.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    default="plain",
+    show_default=True,
+    help="Plain text or one JSON object per line.",
+)
+@click.option(
     "--max-body",
     type=click.IntRange(1),
     default=1 << 20,
@@ -265,6 +289,25 @@ def serve(target: str, store_url: str, **options: Any) -> None:
     except ImportError as exc:
         raise InvalidRequest(f"the HTTP server is not available: {exc}") from exc
     module.run(target, store=store_url, **options)
+
+
+@main.command()
+@click.argument("name")
+@click.argument("scopes", nargs=-1, metavar="SCOPE...")
+@click.option(
+    "--resource", default="*", show_default=True, help="The resource the scopes apply to."
+)
+def token(name: str, scopes: tuple[str, ...], resource: str) -> None:
+    """Make a bearer token and print its tokens-file entry.
+
+    SCOPEs are read (the default), write, schedule, admin. The token goes to
+    stderr once (it is not stored); the entry, with its SHA-256, to stdout.
+    """
+    from eventdocs.http.auth import new_token
+
+    secret, entry = new_token(name, list(scopes) or ["read"], resource)
+    click.echo(f"token (give it to the client; it is not stored): {secret}", err=True)
+    click.echo(json.dumps(entry))
 
 
 @main.command("replay")

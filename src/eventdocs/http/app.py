@@ -15,7 +15,7 @@ resource version, are ``/v{version}/{name}`` plus the standard sub-routes of
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import falcon
@@ -26,6 +26,7 @@ from eventdocs.http.auth import BearerAuth, Tokens, secure_openapi
 from eventdocs.http.custom import CustomResource, route_template
 from eventdocs.http.errors import install_error_handlers
 from eventdocs.http.health import HealthResource
+from eventdocs.http.middleware import HeadAsGet, RequestLog
 from eventdocs.http.openapi import openapi_document
 from eventdocs.http.routes import (
     COLLECTION_ROUTES,
@@ -65,18 +66,35 @@ class _OpenAPIResource:
         resp.data = self.document
 
 
-def create_app(service: Service, *, max_body: int = 1 << 20, tokens: Tokens | None = None) -> App:
+# Response headers a browser script may read on a cross-origin answer.
+CORS_EXPOSED = ("ETag", "Location", "Link", "X-Request-ID", "Preference-Applied")
+
+
+def create_app(
+    service: Service,
+    *,
+    max_body: int = 1 << 20,
+    tokens: Tokens | None = None,
+    cors_origins: Sequence[str] = (),
+    access_log: bool = False,
+) -> App:
     """A falcon ASGI app serving ``service``'s resources (bodies up to ``max_body`` bytes).
 
     With ``tokens`` every request but ``/healthz`` needs a bearer token with
     the scope it implies (:mod:`eventdocs.http.auth`); without, anyone who
     can connect may do anything. The other limits are ``service.limits``.
+    ``cors_origins`` (``"*"`` for any) turns CORS on for those origins; it is
+    off by default. ``access_log`` writes one ``eventdocs.access`` record per
+    request.
 
     Raises:
         DeclarationError: a custom request's endpoint collides with a standard route,
             or a token is granted scopes on a resource that is not served.
     """
-    middleware: list[Any] = [_Lifespan(service)]
+    middleware: list[Any] = [_Lifespan(service), HeadAsGet(), RequestLog(access=access_log)]
+    if cors_origins:
+        origins = "*" if "*" in cors_origins else list(cors_origins)
+        middleware.append(falcon.CORSMiddleware(allow_origins=origins, expose_headers=CORS_EXPOSED))
     document = openapi_document(service.specs)
     limit = document["components"]["parameters"]["Limit"]["schema"]
     limit["maximum"] = service.limits.query_limit

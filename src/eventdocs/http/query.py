@@ -2,7 +2,9 @@
 
 ``field=value`` is ``equal``; ``field__op=value`` applies ``op``, which the
 field must declare. Values are parsed by the field's type, ``in``/``notin``
-take comma-separated values or a repeated parameter, ``sort`` takes fields
+take comma-separated values or a repeated parameter (a value holding a comma
+is double-quoted, CSV style: ``?author__in="Smith, Ann",bob``, with ``""``
+for a quote inside quotes), ``sort`` takes fields
 with ``-`` for descending. Every mistake is a 400 whose ``errors`` name the
 parameter (``?title__equal``) and say what is allowed, and nothing unknown is
 silently ignored.
@@ -10,6 +12,7 @@ silently ignored.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable, Sequence
 from typing import Final, NamedTuple
 from urllib.parse import parse_qsl
@@ -158,7 +161,7 @@ def parse_query(
         op = op if sep else "equal"
         field = _filterable(spec, name, field_name, op)
         if op in _LIST_OPERATORS:
-            parts = [p for p in value.split(",") if p != ""] if value else []
+            parts = _list_values(name, value)
             items = lists.setdefault((field_name, op), [])
             items.extend(_value(field, name, part) for part in parts)
             if not parts:
@@ -180,6 +183,19 @@ def parse_query(
         fields=parse_fields(spec, _single(params, "fields"), extra_fields),
     )
     return query, _read_times(params)
+
+
+def _list_values(param: str, text: str) -> list[str]:
+    """The values of one ``in``/``notin`` parameter: comma-separated, CSV quoting."""
+    if not text:
+        return []
+    if '"' not in text:
+        return [p for p in text.split(",") if p != ""]
+    try:
+        rows = list(csv.reader([text], strict=True))
+    except csv.Error:
+        raise _bad(param, 'unbalanced quotes; quote a value with commas as "a,b"') from None
+    return [p for row in rows for p in row if p != ""]
 
 
 def _filterable(spec: ResourceSpec, param: str, field_name: str, op: str) -> Field:

@@ -2,35 +2,44 @@
 
 TARGET is a ``.py`` file, ``package.module:attr`` or a JSON declarations
 file; its module-level ``views`` are projected too. One worker, httptools and
-uvloop, the ASGI lifespan on (it starts the projector and scheduler), and a
-graceful shutdown on SIGINT/SIGTERM that lets requests in flight finish.
+uvloop where installed, the ASGI lifespan on (it starts the projector and
+scheduler), and a graceful shutdown on SIGINT/SIGTERM that lets requests in
+flight finish. Answers of ``GZIP_MIN`` bytes or more are gzipped for clients
+that accept it (:func:`served`). The store is opened once before uvicorn
+starts, so an unreachable one is one line, not a failed lifespan.
 ``eventdocs serve`` calls :func:`run`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any, Final
 
 import uvicorn
+from asgi_gzip import GZipMiddleware  # type: ignore[import-untyped]
 
 from eventdocs.documents import Limits
-from eventdocs.errors import EventdocsError, InvalidRequest
+from eventdocs.errors import EventdocsError, InvalidRequest, StoreUnavailable
 from eventdocs.http.app import App, create_app
 from eventdocs.http.auth import Tokens, read_tokens_file, tokens_of_target
+from eventdocs.http.logs import FORMATS, LEVELS, configure
 from eventdocs.resources import load_target, load_views
 from eventdocs.service import Service
 from eventdocs.storage import open_store
 
-__all__ = ["build_app", "main", "run"]
+__all__ = ["GZIP_MIN", "build_app", "main", "probe_store", "run", "served"]
 
 log = logging.getLogger("eventdocs.serve")
 
 DEFAULT_STORE = "eventdocs.db"
 GRACEFUL_SHUTDOWN_SECONDS = 10
+# Below this many bytes gzip saves less than it costs (docs/operations.md has the figures).
+GZIP_MIN: Final = 1024
 _DEFAULTS = Limits()
 
 
@@ -41,12 +50,45 @@ def build_app(
     max_body: int = 1 << 20,
     limits: Limits | None = None,
     tokens: Tokens | None = None,
+    cors_origins: Sequence[str] = (),
+    access_log: bool = False,
 ) -> App:
     """The app serving TARGET's resources and views on ``store`` (a path or URL)."""
     specs = load_target(target)
     views = load_views(target)
     service = Service(open_store(store), specs, views=views, limits=limits)
-    return create_app(service, max_body=max_body, tokens=tokens)
+    return create_app(
+        service, max_body=max_body, tokens=tokens, cors_origins=cors_origins, access_log=access_log
+    )
+
+
+def served(app: App, *, gzip_min: int = GZIP_MIN) -> Any:
+    """``app`` as served: answers of ``gzip_min`` bytes or more gzipped when accepted."""
+    return GZipMiddleware(app, minimum_size=gzip_min, compresslevel=6)
+
+
+def probe_store(url: str) -> None:
+    """Open and close the store at ``url``, so a bad one fails before serving.
+
+    Raises:
+        StoreUnavailable: it cannot be opened, with the reason on one line.
+    """
+
+    async def probe() -> None:
+        store = open_store(url)
+        await store.open()
+        await store.close()
+
+    try:
+        asyncio.run(probe())
+    except EventdocsError:
+        raise
+    except ImportError:
+        raise
+    except Exception as exc:
+        reason = " ".join(str(exc).split())
+        reason = reason.split(" (configured timeouts")[0].split(", Timeout:")[0][:200]
+        raise StoreUnavailable(f"cannot open the store {url}: {reason}") from None
 
 
 def _is_loopback(host: str) -> bool:
@@ -71,6 +113,9 @@ def run(
     max_limit: int = _DEFAULTS.query_limit,
     max_bulk_ids: int = _DEFAULTS.bulk_ids,
     max_pending: int = _DEFAULTS.pending_per_resource,
+    cors_origins: Sequence[str] = (),
+    log_level: str = "info",
+    log_format: str = "plain",
 ) -> None:
     """Serve TARGET until SIGINT or SIGTERM.
 
@@ -81,12 +126,15 @@ def run(
     over ``max_body`` bytes (413), ``?limit=`` over ``max_limit`` (400), bulk
     requests over ``max_bulk_ids`` ids (413), a scheduled write beyond
     ``max_pending`` pending per resource (429). The access log is off by
-    default; it costs a tenth of the throughput.
+    default; it costs a tenth of the throughput. ``cors_origins`` turns CORS
+    on for those origins (``*``: any). Logs go to stderr at ``log_level``, as
+    plain text or JSON lines (``log_format``).
 
     Raises:
         InvalidRequest: a non-loopback host without tokens nor ``insecure``.
         DeclarationError: TARGET or the tokens file is wrong.
     """
+    configure(log_level, log_format)
     accepted = read_tokens_file(tokens) if tokens is not None else tokens_of_target(target)
     if accepted is None and not _is_loopback(host):
         if not insecure:
@@ -97,18 +145,27 @@ def run(
             )
         log.warning("serving on %s without authentication: anyone who can reach it can write", host)
     limits = Limits(bulk_ids=max_bulk_ids, pending_per_resource=max_pending, query_limit=max_limit)
-    app = build_app(target, store=store, max_body=max_body, limits=limits, tokens=accepted)
+    app = build_app(
+        target,
+        store=store,
+        max_body=max_body,
+        limits=limits,
+        tokens=accepted,
+        cors_origins=cors_origins,
+        access_log=access_log,
+    )
+    probe_store(store)
     if accepted is not None:
         log.info("%d bearer tokens accepted", len(accepted))
     config = uvicorn.Config(
-        app,
+        served(app),
         host=host,
         port=port,
-        http="httptools",
-        loop="uvloop",
         lifespan="on",
         workers=1,
-        access_log=access_log,
+        access_log=False,  # eventdocs.access instead: it carries the request id
+        log_config=None,
+        log_level=log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     uvicorn.Server(config).run()
@@ -125,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--store", default=DEFAULT_STORE, help="a path, sqlite:///, memory:")
     parser.add_argument("--insecure", action="store_true", help="serve beyond loopback")
     parser.add_argument("--access-log", action="store_true")
+    parser.add_argument("--cors-origin", action="append", default=[], help="allow this origin")
+    parser.add_argument("--log-level", default="info", choices=list(LEVELS))
+    parser.add_argument("--log-format", default="plain", choices=list(FORMATS))
     parser.add_argument("--tokens", help="a JSON tokens file: bearer tokens and their scopes")
     parser.add_argument("--max-body", type=int, default=1 << 20, help="bytes (413 above)")
     parser.add_argument(
@@ -140,7 +200,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="scheduled writes pending per resource (429 above)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
     try:
         run(
             args.target,
@@ -154,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             max_limit=args.max_limit,
             max_bulk_ids=args.max_bulk_ids,
             max_pending=args.max_pending,
+            cors_origins=args.cors_origin,
+            log_level=args.log_level,
+            log_format=args.log_format,
         )
     except EventdocsError as exc:
         print(f"eventdocs: error: {exc.detail}", file=sys.stderr)
