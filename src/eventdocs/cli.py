@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.resources
 import json
 import os
 import sys
@@ -308,6 +309,48 @@ def token(name: str, scopes: tuple[str, ...], resource: str) -> None:
     secret, entry = new_token(name, list(scopes) or ["read"], resource)
     click.echo(f"token (give it to the client; it is not stored): {secret}", err=True)
     click.echo(json.dumps(entry))
+
+
+_EXAMPLES = ("blog.json", "blog.py")
+
+
+def _example(name: str) -> bytes:
+    """An example file: shipped in the wheel, or examples/ of a source checkout."""
+    shipped = importlib.resources.files("eventdocs") / "examples" / name
+    if shipped.is_file():
+        return shipped.read_bytes()
+    checkout = Path(__file__).resolve().parents[2] / "examples" / name
+    if checkout.is_file():
+        return checkout.read_bytes()
+    raise NotFound(f"the example {name} is not installed with eventdocs; reinstall it")
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "folder",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the declarations.",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def init(folder: Path, force: bool) -> None:
+    """Write the blog example's declarations here: blog.json and blog.py (with a view).
+
+    Then: eventdocs serve blog.json (or blog.py, which adds the posts-per-author view).
+    """
+    targets = [folder / name for name in _EXAMPLES]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not force:
+        raise InvalidRequest(f"{', '.join(existing)} already exists; --force overwrites")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, target in zip(_EXAMPLES, targets, strict=True):
+        target.write_bytes(_example(name))
+        click.echo(f"wrote {target}")
+    click.echo(
+        f"next: eventdocs serve {targets[0]}  (then open http://127.0.0.1:8000/openapi.json)"
+    )
 
 
 @main.command("replay")

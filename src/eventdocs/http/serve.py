@@ -24,7 +24,7 @@ import uvicorn
 from asgi_gzip import GZipMiddleware  # type: ignore[import-untyped]
 
 from eventdocs.documents import Limits
-from eventdocs.errors import EventdocsError, InvalidRequest, StoreUnavailable
+from eventdocs.errors import EventdocsError, InvalidRequest, StorageError, StoreUnavailable
 from eventdocs.http.app import App, create_app
 from eventdocs.http.auth import Tokens, read_tokens_file, tokens_of_target
 from eventdocs.http.logs import FORMATS, LEVELS, configure
@@ -81,14 +81,18 @@ def probe_store(url: str) -> None:
 
     try:
         asyncio.run(probe())
-    except EventdocsError:
-        raise
-    except ImportError:
-        raise
+    except (ImportError, EventdocsError) as exc:
+        if not isinstance(exc, StorageError):
+            raise
+        raise StoreUnavailable(f"cannot open the store {url}: {_short(exc.detail)}") from None
     except Exception as exc:
-        reason = " ".join(str(exc).split())
-        reason = reason.split(" (configured timeouts")[0].split(", Timeout:")[0][:200]
-        raise StoreUnavailable(f"cannot open the store {url}: {reason}") from None
+        raise StoreUnavailable(f"cannot open the store {url}: {_short(str(exc))}") from None
+
+
+def _short(reason: str) -> str:
+    """A driver's reason on one line, without its topology dump."""
+    reason = " ".join(reason.split())
+    return reason.split(" (configured timeouts")[0].split(", Timeout:")[0][:200]
 
 
 def _is_loopback(host: str) -> bool:
