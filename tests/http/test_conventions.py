@@ -328,3 +328,22 @@ async def test_x_request_id_is_kept_or_made(api: Api) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
     bad = await api.client.simulate_get("/healthz", headers={"X-Request-ID": "x" * 300})
     assert bad.headers["x-request-id"] != "x" * 300
+
+
+# -- / and /docs ------------------------------------------------------------------------
+
+
+async def test_docs_serve_swagger_ui_from_the_package_without_a_token() -> None:
+    tokens = load_tokens([{"name": "r", "token": "r" * 20, "scopes": {"*": ["read"]}}])
+    async with conductor(tokens=tokens) as client:
+        page = await client.simulate_get("/docs")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assets = re.findall(r'(?:src|href)="(/docs/static/[^"]+)"', page.text)
+        assert len(assets) == 4 and "http" not in " ".join(re.findall(r'src="([^"]+)"', page.text))
+        for asset in assets:
+            got = await client.simulate_get(asset)
+            assert got.status_code == 200 and len(got.content) > 0, asset
+        assert_problem(await client.simulate_get("/docs/static/../../etc"), 404)
+        assert_problem(await client.simulate_get("/openapi.json"), 401)
+        index = await client.simulate_get("/", headers={"Authorization": "Bearer " + "r" * 20})
+        assert index.json["openapi"] == "/openapi.json" and index.json["resources"] == ["/v1/post"]

@@ -24,6 +24,7 @@ import falcon.asgi
 from eventdocs.errors import DeclarationError, ErrorDetail
 from eventdocs.http.auth import BearerAuth, Tokens, secure_openapi
 from eventdocs.http.custom import CustomResource, route_template
+from eventdocs.http.docs import DocsResource, IndexResource
 from eventdocs.http.errors import install_error_handlers
 from eventdocs.http.health import HealthResource
 from eventdocs.http.middleware import HeadAsGet, RequestLog
@@ -110,6 +111,10 @@ def create_app(
         _mount(app, service, spec, max_body)
     app.add_route("/healthz", HealthResource(service))
     app.add_route("/openapi.json", _OpenAPIResource(encode(document)))
+    docs = DocsResource()
+    app.add_route("/docs", docs)
+    app.add_route("/docs/static/{name}", docs, suffix="static")
+    app.add_route("/", IndexResource([s.prefix for s in service.specs]))
     return app
 
 

@@ -273,8 +273,10 @@ class BearerAuth:
         resource: object,
         params: dict[str, Any],
     ) -> None:
-        if isinstance(resource, HealthResource) or _preflight(req):
-            return  # liveness, and CORS preflights (which carry no credentials)
+        if isinstance(resource, HealthResource) or getattr(resource, "public", False):
+            return  # liveness, readiness, the docs page: no data
+        if _preflight(req):
+            return  # CORS preflights carry no credentials
         header = req.get_header("Authorization")
         if header is None:
             raise _unauthorized("a bearer token is required (Authorization: Bearer <token>)")
