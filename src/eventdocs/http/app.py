@@ -9,7 +9,8 @@ The service is started and stopped by the ASGI lifespan, so the projector
 and the scheduler live exactly as long as the server. Routes, for each
 resource version, are ``/v{version}/{name}`` plus the standard sub-routes of
 :mod:`eventdocs.http.routes` and the resource's custom requests; then
-``/openapi.json`` and ``/healthz``. Anything else is a problem+json 404.
+``/openapi.json``, ``/healthz``, ``/readyz``, ``/metrics``, ``/docs`` and ``/``.
+Anything else is a problem+json 404.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from eventdocs.http.auth import BearerAuth, Tokens, secure_openapi
 from eventdocs.http.custom import CustomResource, route_template
 from eventdocs.http.docs import DocsResource, IndexResource
 from eventdocs.http.errors import install_error_handlers
-from eventdocs.http.health import HealthResource
+from eventdocs.http.health import HealthResource, ReadyResource
+from eventdocs.http.metrics import Metrics, MetricsResource
 from eventdocs.http.middleware import HeadAsGet, RequestLog
 from eventdocs.http.openapi import openapi_document
 from eventdocs.http.routes import (
@@ -92,7 +94,13 @@ def create_app(
         DeclarationError: a custom request's endpoint collides with a standard route,
             or a token is granted scopes on a resource that is not served.
     """
-    middleware: list[Any] = [_Lifespan(service), HeadAsGet(), RequestLog(access=access_log)]
+    metrics = Metrics()
+    middleware: list[Any] = [
+        _Lifespan(service),
+        HeadAsGet(),
+        RequestLog(access=access_log),
+        metrics,
+    ]
     if cors_origins:
         origins = "*" if "*" in cors_origins else list(cors_origins)
         middleware.append(falcon.CORSMiddleware(allow_origins=origins, expose_headers=CORS_EXPOSED))
@@ -110,6 +118,8 @@ def create_app(
     for spec in service.specs:
         _mount(app, service, spec, max_body)
     app.add_route("/healthz", HealthResource(service))
+    app.add_route("/readyz", ReadyResource(service))
+    app.add_route("/metrics", MetricsResource(service, metrics))
     app.add_route("/openapi.json", _OpenAPIResource(encode(document)))
     docs = DocsResource()
     app.add_route("/docs", docs)
