@@ -40,6 +40,7 @@ def test_wheel_installs_inits_and_serves(tmp_path: Path) -> None:
     [wheel] = dist.glob("eventdocs-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "eventdocs/examples/blog.json" in names
+    assert not any(n.startswith("eventdocs/bench/") for n in names), "benchmarks stay out"
     assert any(n.endswith("licenses/LICENSE") or n.endswith("/LICENSE") for n in names), names
 
     venv = tmp_path / "venv"
@@ -53,6 +54,11 @@ def test_wheel_installs_inits_and_serves(tmp_path: Path) -> None:
     work = tmp_path / "work"  # outside the checkout: only the wheel's files are there
     work.mkdir()
     _run(bin_dir / "eventdocs", "init", cwd=work)
+    bench = subprocess.run(
+        [bin_dir / "eventdocs", "bench", "--tiny"], cwd=work, capture_output=True, text=True
+    )
+    assert bench.returncode == 1 and "source checkout" in bench.stderr, bench.stderr
+    assert "Traceback" not in bench.stderr
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:

@@ -697,7 +697,15 @@ def bench(
 
     Writes results.md, results.json and PNG plots (with matplotlib) to --out.
     """
-    from eventdocs.bench.suite import BENCHMARKS, Options, run_suite
+    try:
+        from eventdocs.bench.suite import BENCHMARKS, Options, run_suite
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("eventdocs.bench"):
+            raise
+        raise InvalidRequest(
+            "the benchmarks run from a source checkout: pip install -e '.[dev]' there,"
+            " then eventdocs bench"
+        ) from None
 
     unknown = sorted(set(only) - set(BENCHMARKS))
     if unknown:
