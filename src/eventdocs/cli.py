@@ -256,6 +256,14 @@ def main() -> None:
     help="Plain text or one JSON object per line.",
 )
 @click.option(
+    "--gzip-min",
+    type=click.IntRange(0),
+    default=1024,
+    show_default=True,
+    metavar="BYTES",
+    help="Gzip answers this large or larger for clients that accept it; 0 turns gzip off.",
+)
+@click.option(
     "--max-body",
     type=click.IntRange(1),
     default=1 << 20,

@@ -318,6 +318,12 @@ async def test_large_answers_are_gzipped_small_ones_not() -> None:
         assert len(small.content) < GZIP_MIN and "content-encoding" not in small.headers
 
 
+def test_gzip_min_zero_serves_the_app_as_it_is() -> None:
+    service = Service(open_store("memory:"), [POST], background=False)
+    app = create_app(service)
+    assert served(app, gzip_min=0) is app
+
+
 # -- request ids -----------------------------------------------------------------------
 
 

@@ -63,7 +63,12 @@ def build_app(
 
 
 def served(app: App, *, gzip_min: int = GZIP_MIN) -> Any:
-    """``app`` as served: answers of ``gzip_min`` bytes or more gzipped when accepted."""
+    """``app`` as served: answers of ``gzip_min`` bytes or more gzipped when accepted.
+
+    ``gzip_min=0`` serves ``app`` as it is (no gzip, and none of its cost).
+    """
+    if gzip_min <= 0:
+        return app
     return GZipMiddleware(app, minimum_size=gzip_min, compresslevel=6)
 
 
@@ -120,6 +125,7 @@ def run(
     cors_origins: Sequence[str] = (),
     log_level: str = "info",
     log_format: str = "plain",
+    gzip_min: int = GZIP_MIN,
 ) -> None:
     """Serve TARGET until SIGINT or SIGTERM.
 
@@ -132,7 +138,8 @@ def run(
     ``max_pending`` pending per resource (429). The access log is off by
     default; it costs a tenth of the throughput. ``cors_origins`` turns CORS
     on for those origins (``*``: any). Logs go to stderr at ``log_level``, as
-    plain text or JSON lines (``log_format``).
+    plain text or JSON lines (``log_format``). Answers of ``gzip_min`` bytes
+    or more are gzipped for clients that accept it (0: never).
 
     Raises:
         InvalidRequest: a non-loopback host without tokens nor ``insecure``.
@@ -162,7 +169,7 @@ def run(
     if accepted is not None:
         log.info("%d bearer tokens accepted", len(accepted))
     config = uvicorn.Config(
-        served(app),
+        served(app, gzip_min=gzip_min),
         host=host,
         port=port,
         lifespan="on",
@@ -189,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cors-origin", action="append", default=[], help="allow this origin")
     parser.add_argument("--log-level", default="info", choices=list(LEVELS))
     parser.add_argument("--log-format", default="plain", choices=list(FORMATS))
+    parser.add_argument("--gzip-min", type=int, default=GZIP_MIN, help="bytes; 0: no gzip")
     parser.add_argument("--tokens", help="a JSON tokens file: bearer tokens and their scopes")
     parser.add_argument("--max-body", type=int, default=1 << 20, help="bytes (413 above)")
     parser.add_argument(
@@ -220,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             cors_origins=args.cors_origin,
             log_level=args.log_level,
             log_format=args.log_format,
+            gzip_min=args.gzip_min,
         )
     except EventdocsError as exc:
         print(f"eventdocs: error: {exc.detail}", file=sys.stderr)
