@@ -123,6 +123,18 @@ def common_parameters() -> dict[str, Any]:
                 "pattern": r'^\s*(\*|\d{1,18}|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$',
             },
         },
+        "IfNoneMatch": {
+            "name": "If-None-Match",
+            "in": "header",
+            "description": "ETags (or *) the client holds: a match answers 304 without a body.",
+            "schema": {"type": "string"},
+        },
+        "Prefer": {
+            "name": "Prefer",
+            "in": "header",
+            "description": "return=minimal: answer without the document (204 with ETag).",
+            "schema": {"type": "string", "enum": ["return=minimal", "return=representation"]},
+        },
         "IdempotencyKey": {
             "name": "Idempotency-Key",
             "in": "header",

@@ -36,6 +36,7 @@ from eventdocs.resources import CustomRequest, ResourceSpec
 __all__ = ["openapi_document"]
 
 _COUNT = {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}
+_LINK = {"$ref": f"{REF}/headers/Link"}
 
 
 def openapi_document(specs: Sequence[ResourceSpec]) -> dict[str, Any]:
@@ -78,10 +79,15 @@ def openapi_document(specs: Sequence[ResourceSpec]) -> dict[str, Any]:
             "responses": {str(s): problem_response(s) for s in PROBLEM_TITLES},
             "headers": {
                 "ETag": {
-                    "description": 'The document\'s _rev, quoted: "3"',
+                    "description": 'The document\'s _rev, quoted: "3"; "3-1a2b3c4d" for a'
+                    " ?fields subset",
                     "required": True,
                     "schema": {"type": "string"},
-                }
+                },
+                "Link": {
+                    "description": 'The next page, when there is one: </path?...>; rel="next"',
+                    "schema": {"type": "string"},
+                },
             },
         },
     }
@@ -245,7 +251,9 @@ class _Resource:
                 "query",
                 f"Query {spec.name} documents",
                 {
-                    "200": json_content("Matches", page(self.ref(self.document_schema("query")))),
+                    "200": json_content(
+                        "Matches", page(self.ref(self.document_schema("query"))), Link=_LINK
+                    ),
                     "400": problem(400),
                 },
                 parameters=self.query_params(),
@@ -269,7 +277,10 @@ class _Resource:
         document: dict[str, Any] = {"parameters": [id_param]}
         updated = {
             "200": self.doc_response("update", "Updated"),
-            "204": {"description": "In effect, but the document does not exist now"},
+            "204": {
+                "description": "In effect, without a body: Prefer: return=minimal, or the"
+                " document does not exist now"
+            },
             **scheduled,
             **problems,
             "404": problem(404),
@@ -282,24 +293,33 @@ class _Resource:
                 f"Get a {spec.name} (now, as_of, known_at)",
                 {
                     "200": self.doc_response("get", "The document"),
+                    "304": {
+                        "description": "Not modified: If-None-Match names the current ETag",
+                        "headers": {"ETag": {"$ref": f"{REF}/headers/ETag"}},
+                    },
                     "400": problem(400),
                     "404": problem(404),
                 },
-                parameters=[param("AsOf"), param("KnownAt"), self.fields_param("get")],
+                parameters=[
+                    param("AsOf"),
+                    param("KnownAt"),
+                    self.fields_param("get"),
+                    param("IfNoneMatch"),
+                ],
             )
         if "update" in requests:
             document["put"] = self.op(
                 "update",
                 "Set the given fields ($set)",
                 dict(updated),
-                parameters=self.write_params("IfMatch"),
+                parameters=self.write_params("IfMatch", "Prefer"),
                 requestBody=self.body(self.ref(f"{self.key}_update")),
             )
             document["patch"] = self.op(
                 "patch",
                 "Apply a JSON merge patch (RFC 7396)",
                 dict(updated),
-                parameters=self.write_params("IfMatch"),
+                parameters=self.write_params("IfMatch", "Prefer"),
                 requestBody=self.body(
                     self.ref(f"{self.key}_merge"),
                     "application/json",
@@ -324,7 +344,7 @@ class _Resource:
                     "revert",
                     "Revert to a revision or a time (appends a revert)",
                     updated,
-                    parameters=self.write_params("IfMatch", "IdempotencyKey"),
+                    parameters=self.write_params("IfMatch", "IdempotencyKey", "Prefer"),
                     requestBody=self.body(self.ref("Revert")),
                 ),
             }
@@ -336,7 +356,7 @@ class _Resource:
                     "scheduled",
                     "Writes recorded but not yet in effect",
                     {
-                        "200": json_content("Pending events", self.ref("EventPage")),
+                        "200": json_content("Pending events", self.ref("EventPage"), Link=_LINK),
                         "400": problem(400),
                     },
                     parameters=[param("Limit"), param("Offset")],
@@ -366,7 +386,7 @@ class _Resource:
                 "revisions",
                 "The document's events with their outcomes",
                 {
-                    "200": json_content("Revisions", self.ref("RevisionPage")),
+                    "200": json_content("Revisions", self.ref("RevisionPage"), Link=_LINK),
                     "400": problem(400),
                     "404": problem(404),
                 },
