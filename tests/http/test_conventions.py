@@ -353,3 +353,22 @@ async def test_docs_serve_swagger_ui_from_the_package_without_a_token() -> None:
         assert_problem(await client.simulate_get("/openapi.json"), 401)
         index = await client.simulate_get("/", headers={"Authorization": "Bearer " + "r" * 20})
         assert index.json["openapi"] == "/openapi.json" and index.json["resources"] == ["/v1/post"]
+
+
+async def test_the_after_cursor_pages_by_id_and_links_on(api: Api) -> None:
+    ids = sorted([(await api.create(post(title=f"t{n}")))["id"] for n in range(5)])
+    seen: list[str] = []
+    path: str | None = "/v1/post?after=&limit=2"
+    while path is not None:
+        page = await api.client.simulate_get(path)
+        assert page.status_code == 200, page.text
+        seen += [d["id"] for d in page.json["resources"]]
+        path = _next(page.headers.get("link"))
+        if path is not None:
+            assert "after=" in path and "offset" not in path
+    assert seen == ids
+    middle = await api.client.simulate_get("/v1/post", params={"after": ids[2]})
+    assert [d["id"] for d in middle.json["resources"]] == ids[3:]
+    for bad in ("after=x&sort=title", "after=x&offset=2", "after=x&sort=-id"):
+        result = await api.client.simulate_get("/v1/post", query_string=bad)
+        assert assert_problem(result, 400)["errors"][0]["path"] == "?after"

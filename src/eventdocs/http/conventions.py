@@ -2,7 +2,8 @@
 
 A page with more results after it answers ``Link: <…>; rel="next"`` (RFC
 8288): the same request with ``offset`` moved on, so a client follows links
-to the end without computing anything. ``Prefer: return=minimal`` (RFC 7240)
+to the end without computing anything (with ``after=<last id>`` when the
+request pages by that cursor). ``Prefer: return=minimal`` (RFC 7240)
 on a write answers without the document (``201``/``204`` with ``ETag`` and
 ``Location``) and says so in ``Preference-Applied``.
 """
@@ -23,14 +24,28 @@ _MINIMAL: Final = re.compile(r"(?:^|[,;\s])return\s*=\s*\"?minimal\"?(?:$|[,;\s]
 
 
 def link_next(
-    req: falcon.asgi.Request, resp: falcon.asgi.Response, offset: int, count: int, total: int
+    req: falcon.asgi.Request,
+    resp: falcon.asgi.Response,
+    offset: int,
+    count: int,
+    total: int,
+    *,
+    last_id: str | None = None,
 ) -> None:
-    """Add ``Link: <path?…&offset=N>; rel="next"`` when results remain after this page."""
-    after = offset + count
-    if count == 0 or after >= total:
+    """Add ``Link: <path?…&offset=N>; rel="next"`` when results remain after this page.
+
+    A request that pages with the ``after`` cursor gets ``after=<last id>``
+    instead (``last_id``: the id of this page's last document).
+    """
+    if count == 0 or offset + count >= total:
         return
-    params = [(k, v) for k, v in pairs(req.query_string) if k != "offset"]
-    params.append(("offset", str(after)))
+    params = pairs(req.query_string)
+    if last_id is not None and any(k == "after" for k, _ in params):
+        params = [(k, v) for k, v in params if k != "after"]
+        params.append(("after", last_id))
+    else:
+        params = [(k, v) for k, v in params if k != "offset"]
+        params.append(("offset", str(offset + count)))
     resp.append_link(f"{req.path}?{urlencode(params)}", "next")
 
 

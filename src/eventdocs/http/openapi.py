@@ -483,7 +483,8 @@ class _Resource:
                     value = {"type": "boolean"}
                 elif op in ("in", "notin"):
                     if value.get("type") == "string":
-                        value = {**value, "pattern": "^[^,]+$"}  # commas separate values
+                        # commas separate values; one with a comma is "quoted"
+                        value = {**value, "pattern": '^[^,"]+$'}
                     value = {"type": "array", "items": value, "minItems": 1}
                     one.update(style="form", explode=False)
                 one["schema"] = value
@@ -503,6 +504,13 @@ class _Resource:
         params += [
             param("Limit"),
             param("Offset"),
+            {
+                "name": "after",
+                "in": "query",
+                "description": "Keyset cursor: the documents whose id sorts after this one,"
+                " in id order (no other sort, no offset).",
+                "schema": {"type": "string"},
+            },
             self.fields_param("query"),
             param("AsOf"),
             param("KnownAt"),

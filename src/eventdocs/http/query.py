@@ -7,7 +7,8 @@ is double-quoted, CSV style: ``?author__in="Smith, Ann",bob``, with ``""``
 for a quote inside quotes), ``sort`` takes fields
 with ``-`` for descending. Every mistake is a 400 whose ``errors`` name the
 parameter (``?title__equal``) and say what is allowed, and nothing unknown is
-silently ignored.
+silently ignored. ``after=ID`` is a keyset cursor: the documents whose id
+sorts after ID, in id order (stable under concurrent writes, unlike offset).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ __all__ = [
 DEFAULT_LIMIT: Final = 50
 READ_PARAMETERS: Final = frozenset({"as_of", "known_at"})
 PAGE_PARAMETERS: Final = frozenset({"limit", "offset"})
-QUERY_PARAMETERS: Final = READ_PARAMETERS | PAGE_PARAMETERS | {"sort", "fields"}
+QUERY_PARAMETERS: Final = READ_PARAMETERS | PAGE_PARAMETERS | {"sort", "fields", "after"}
 _LIST_OPERATORS: Final = frozenset({"in", "notin"})
 
 
@@ -175,9 +176,18 @@ def parse_query(
     for (field_name, op), items in lists.items():
         kind = spec.field_for(field_name).kind
         filters.append(Filter(field_name, op, list(dict.fromkeys(items)), kind))
+    sort = _sort(spec, _single(params, "sort"))
+    after = _single(params, "after")
+    if after is not None:
+        # A keyset cursor: the documents after this id, in id order.
+        if any(key.field != "id" or key.descending for key in sort):
+            raise _bad("after", "pages by id: give no sort, or sort=id")
+        if _single(params, "offset") is not None:
+            raise _bad("after", "give after or offset, not both")
+        filters.append(Filter("id", "gt", after, spec.field_for("id").kind))
     query = Query(
         filters=tuple(filters),
-        sort=_sort(spec, _single(params, "sort")),
+        sort=sort,
         limit=_integer(params, "limit", min(DEFAULT_LIMIT, max_limit), max_limit),
         offset=_integer(params, "offset", 0, 2**62),
         fields=parse_fields(spec, _single(params, "fields"), extra_fields),

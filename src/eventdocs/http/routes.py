@@ -242,7 +242,8 @@ class CollectionResource(_Resource):
         )
         page = await self.documents.query(query, as_of=times.as_of, known_at=times.known_at)
         items = [await self._render(doc, "query", query.fields) for doc in page.items]
-        link_next(req, resp, query.offset, len(items), page.total)
+        last_id = page.items[-1].id if page.items else None
+        link_next(req, resp, query.offset, len(items), page.total, last_id=last_id)
         send(resp, {"total": page.total, "resources": items})
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
