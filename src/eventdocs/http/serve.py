@@ -233,6 +233,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     except EventdocsError as exc:
         print(f"eventdocs: error: {exc.detail}", file=sys.stderr)
         raise SystemExit(1) from None
+    except ModuleNotFoundError as exc:
+        if exc.name != "pymongo":
+            raise
+        print(
+            "eventdocs: error: MongoDB stores need the mongodb extra:"
+            " pip install 'eventdocs[mongodb]'",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
