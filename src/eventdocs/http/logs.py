@@ -30,6 +30,10 @@ class _RequestId(logging.Filter):
         return True
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler :func:`configure` installs (and replaces when called again)."""
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, request_id, extras."""
 
@@ -51,12 +55,13 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: str = "info", fmt: Literal["plain", "json"] | str = "plain") -> None:
     """Send every record at ``level`` or above to stderr in ``fmt``."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.addFilter(_RequestId())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_PLAIN))
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if isinstance(old, _Handler):  # ours from an earlier call; others are left alone
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
