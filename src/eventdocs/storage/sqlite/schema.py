@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS eventdocs_resources (name TEXT PRIMARY KEY) WITHOUT R
 CREATE TABLE IF NOT EXISTS eventdocs_checkpoints (
     resource TEXT PRIMARY KEY, seq INTEGER NOT NULL, toa INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS eventdocs_keys (
-    resource TEXT, key TEXT, seqs TEXT NOT NULL, PRIMARY KEY (resource, key)) WITHOUT ROWID;
+    resource TEXT, key TEXT, seqs TEXT NOT NULL, fingerprint TEXT,
+    PRIMARY KEY (resource, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS eventdocs_view_checkpoints (
     view TEXT, resource TEXT, seq INTEGER NOT NULL, toa INTEGER NOT NULL,
     PRIMARY KEY (view, resource)) WITHOUT ROWID;
@@ -37,6 +38,8 @@ CREATE TABLE IF NOT EXISTS "{r}_revisions" (
     recorded_at INTEGER NOT NULL, target INTEGER, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS "{r}_revisions_id" ON "{r}_revisions" (id);
 CREATE INDEX IF NOT EXISTS "{r}_revisions_toa" ON "{r}_revisions" (toa, seq);
+CREATE INDEX IF NOT EXISTS "{r}_revisions_next" ON "{r}_revisions" (id, toa)
+    WHERE action != 'cancel';
 CREATE INDEX IF NOT EXISTS "{r}_revisions_target" ON "{r}_revisions" (target)
     WHERE target IS NOT NULL;
 CREATE TABLE IF NOT EXISTS "{r}" (
@@ -79,6 +82,13 @@ class _Sql:
             " AND seq <= ? AND action != 'cancel' ORDER BY toa, seq"
         )
         self.last_seq = f"SELECT coalesce(max(seq), 0) FROM {log}"
+        # What a write is decided on: one index seek each, however long the history.
+        self.head = f"SELECT seq FROM {log} WHERE id = ? ORDER BY seq DESC LIMIT 1"
+        self.next_write = (
+            f"SELECT min(toa) FROM {log} WHERE id = ? AND toa > ? AND action != 'cancel'"
+        )
+        # An event the projection step did not see, recorded within the time it projects.
+        self.unseen = f"SELECT 1 FROM {log} WHERE seq > ? AND recorded_at > ? AND recorded_at <= ?"
         due = _DUE.format(r=r)
         self.read_due = f"SELECT e.data {due} ORDER BY e.toa, e.seq LIMIT ?4"
         self.next_toa = f"SELECT min(e.toa) {due}"
@@ -127,6 +137,13 @@ def _checkpoint(c: sqlite3.Connection, resource: str) -> Checkpoint:
     """The stored checkpoint, read inside the writer's transaction."""
     row = c.execute(_CHECKPOINT, (resource,)).fetchone()
     return Checkpoint(*row) if row else Checkpoint()
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store written by an older eventdocs up to this schema."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(eventdocs_keys)")}
+    if "fingerprint" not in columns:
+        conn.execute("ALTER TABLE eventdocs_keys ADD COLUMN fingerprint TEXT")
 
 
 def _storage_error(exc: sqlite3.Error) -> StorageError:

@@ -18,12 +18,21 @@ from typing import Any
 from eventdocs.errors import (
     DeclarationError,
     InvalidRequest,
+    KeyReused,
     NotFound,
     StorageError,
 )
 from eventdocs.events import Cancel, Draft, Event, decode_event, encode_event
 from eventdocs.query import Query
-from eventdocs.storage.contract import Appended, Checkpoint, Document, IndexSpec, ProjectionBatch
+from eventdocs.storage.contract import (
+    Appended,
+    Checkpoint,
+    Document,
+    Guard,
+    Head,
+    IndexSpec,
+    ProjectionBatch,
+)
 from eventdocs.storage.sqlite.compile import _compile, _operand, _sql_decimal, _sql_lower
 from eventdocs.storage.sqlite.schema import (
     _CHECKPOINT,
@@ -34,6 +43,7 @@ from eventdocs.storage.sqlite.schema import (
     _decode,
     _document,
     _json,
+    _migrate,
     _name,
     _run_script,
     _Sql,
@@ -100,9 +110,10 @@ class SQLiteStore:
     async def open(self) -> None:
         if self._writer is not None:
             return
-        self._writer = _Writer(self.path)
+        self._writer = _Writer(self.path, self.clock)
         self._writer.thread.start()
         await self._call(partial(_run_script, _SCHEMA.split(";")))
+        await self._call(_migrate)
         try:
             self._reader = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, cached_statements=512
@@ -153,13 +164,19 @@ class SQLiteStore:
     # -- the log ------------------------------------------------------------------
 
     async def append(
-        self, resource: str, drafts: Sequence[Draft], *, idempotency_key: str | None = None
+        self,
+        resource: str,
+        drafts: Sequence[Draft],
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        guards: Sequence[Guard] = (),
     ) -> Appended:
         self._res(resource)
         if self._writer is None:
             raise StorageError("the store is not open")
         loop = asyncio.get_running_loop()
-        job = _Append(loop, resource, list(drafts), idempotency_key, self.clock.now())
+        job = _Append(loop, resource, list(drafts), idempotency_key, fingerprint, guards)
         self._writer.queue.put(job)
         result: Appended = await job.future
         return result
@@ -182,11 +199,27 @@ class SQLiteStore:
 
         await self._call(run, sync="FULL")
 
-    async def find_idempotent(self, resource: str, key: str) -> list[Event] | None:
+    async def find_idempotent(
+        self, resource: str, key: str, *, fingerprint: str | None = None
+    ) -> list[Event] | None:
         sql = self._res(resource)
-        rows = self._rows("SELECT seqs FROM eventdocs_keys WHERE resource = ? AND key = ?",
-                          (resource, key))  # fmt: skip
-        return self._events(sql.by_seqs + " ORDER BY seq", rows[0]) if rows else None
+        rows = self._rows(
+            "SELECT seqs, fingerprint FROM eventdocs_keys WHERE resource = ? AND key = ?",
+            (resource, key),
+        )
+        if not rows:
+            return None
+        seqs, stored = rows[0]
+        if None not in (fingerprint, stored) and stored != fingerprint:
+            raise KeyReused()
+        return self._events(sql.by_seqs + " ORDER BY seq", (seqs,))
+
+    async def read_head(self, resource: str, id: str, *, after_toa: int) -> Head:
+        sql = self._res(resource)
+        head = self._rows(sql.head, (id,))
+        if not head:
+            return Head()
+        return Head(head[0][0], self._rows(sql.next_write, (id, after_toa))[0][0])
 
     async def read_log(self, resource: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
         return self._events(self._res(resource).read_log, (after, limit))
@@ -251,7 +284,11 @@ class SQLiteStore:
         views = [(_name(v, "view"), w) for v, w in batch.views.items()]
 
         def run(c: sqlite3.Connection) -> bool:
-            if not batch.fits(_checkpoint(c, resource)):
+            stored = _checkpoint(c, resource)
+            if not batch.fits(stored):
+                return False
+            cp = batch.checkpoint
+            if c.execute(sql.unseen, (cp.seq, stored.toa, cp.toa)).fetchone():
                 return False
             writes = batch.history
             # One executemany per statement, unless a document comes twice: then in order.

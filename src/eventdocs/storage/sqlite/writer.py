@@ -15,12 +15,14 @@ import contextlib
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from eventdocs.errors import KeyReused, Stale
 from eventdocs.events import Draft, Event, decode_event, encode_event
-from eventdocs.storage.contract import Appended
+from eventdocs.storage.contract import Appended, Guard
 from eventdocs.storage.sqlite.schema import _MIN_TIME, _encode, _Sql, _storage_error
+from eventdocs.times import Clock
 
 
 class _Job:
@@ -36,7 +38,7 @@ class _Job:
 
 
 class _Append(_Job):
-    __slots__ = ("drafts", "key", "now", "resource")
+    __slots__ = ("drafts", "fingerprint", "guards", "key", "resource")
 
     def __init__(
         self,
@@ -44,10 +46,12 @@ class _Append(_Job):
         resource: str,
         drafts: list[Draft],
         key: str | None,
-        now: int,
+        fingerprint: str | None,
+        guards: Sequence[Guard],
     ) -> None:
         super().__init__(loop)
-        self.resource, self.drafts, self.key, self.now = resource, drafts, key, now
+        self.resource, self.drafts, self.key = resource, drafts, key
+        self.fingerprint, self.guards = fingerprint, guards
 
 
 class _Call(_Job):
@@ -78,8 +82,10 @@ def _settle(jobs: list[_Job]) -> None:
 class _Writer:
     """Owns the write connection; commits every drained batch at once."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, clock: Clock) -> None:
         self.path = path
+        self.clock = clock
+        self.statements: dict[str, _Sql] = {}
         self.queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.commits = 0
         self.tails: dict[str, tuple[int, int]] = {}  # resource -> (last seq, last recorded_at)
@@ -171,32 +177,54 @@ class _Writer:
                 loop.call_soon_threadsafe(_settle, jobs)
 
     def append(self, conn: sqlite3.Connection, appends: list[_Append]) -> dict[str, Any]:
-        """Assign seqs and recorded_at and insert every append's events; no commit."""
+        """Decide and insert every append; no commit.
+
+        An append whose idempotency key is known replays (or fails with
+        ``KeyReused``); one whose guards fail is ``Stale``. Either appends
+        nothing and leaves the others of the batch as they are. ``recorded_at``
+        is read from the clock here, when the append is written, so it never
+        precedes a projection step this thread wrote before it.
+        """
         tails: dict[str, tuple[int, int]] = {}
         rows: dict[str, list[Any]] = {}
-        keys: list[tuple[str, str, str]] = []
-        seen: dict[tuple[str, str], list[Event]] = {}
+        keys: list[tuple[str, str, str, str | None]] = []
+        seen: dict[tuple[str, str], tuple[list[Event], str | None]] = {}
+        heads: dict[tuple[str, str], int] = {}  # documents appended to earlier in this batch
         for job in appends:
             r = job.resource
             if job.key is not None:
                 hit = seen.get((r, job.key)) or self.replay(conn, r, job.key)
                 if hit is not None:
-                    job.result = Appended(hit, replayed=True)
+                    events, fingerprint = hit
+                    if (
+                        None not in (fingerprint, job.fingerprint)
+                        and fingerprint != job.fingerprint
+                    ):
+                        job.error = KeyReused()
+                    else:
+                        job.result = Appended(events, replayed=True)
                     continue
             seq, last = tails.get(r) or self.tails.get(r) or self.tail(conn, r)
-            recorded = job.now if job.now > last else last
+            now = self.clock.now()
+            recorded = now if now > last else last
+            if not all(self.holds(conn, r, g, recorded, heads) for g in job.guards):
+                job.error = Stale(f"{r}: a document changed since the write was decided")
+                continue
             events = []
             out = rows.get(r) or rows.setdefault(r, [])
             for d in job.drafts:
                 seq += 1
                 e = d.record(r, seq, recorded)
                 events.append(e)
+                heads[(r, d.id)] = seq
                 target = d.target if d.action == "cancel" else None
                 out += (seq, d.id, d.action, e.toa, recorded, target, encode_event(e).decode())
             tails[r] = (seq, recorded)
             if job.key is not None:
-                seen[(r, job.key)] = events
-                keys.append((r, job.key, _encode([e.seq for e in events]).decode()))
+                seen[(r, job.key)] = (events, job.fingerprint)
+                keys.append(
+                    (r, job.key, _encode([e.seq for e in events]).decode(), job.fingerprint)
+                )
             job.result = Appended(events)
         for r, params in rows.items():
             # One multi-row INSERT per chunk: one step, one GIL release, not one per row.
@@ -204,8 +232,31 @@ class _Writer:
                 chunk = params[i : i + 7 * 500]
                 conn.execute(self.insert(r, len(chunk) // 7), chunk)
         if keys:
-            conn.executemany("INSERT INTO eventdocs_keys VALUES (?, ?, ?)", keys)
+            conn.executemany("INSERT INTO eventdocs_keys VALUES (?, ?, ?, ?)", keys)
         return tails
+
+    def holds(
+        self,
+        conn: sqlite3.Connection,
+        resource: str,
+        guard: Guard,
+        recorded: int,
+        heads: dict[tuple[str, str], int],
+    ) -> bool:
+        """Whether ``guard`` still holds for an append recorded at ``recorded``."""
+        if guard.before is not None and recorded >= guard.before:
+            return False
+        head = heads.get((resource, guard.id))
+        if head is None:
+            row = conn.execute(self.sql(resource).head, (guard.id,)).fetchone()
+            head = row[0] if row else 0
+        return head == guard.head
+
+    def sql(self, resource: str) -> _Sql:
+        sql = self.statements.get(resource)
+        if sql is None:
+            sql = self.statements[resource] = _Sql(resource)
+        return sql
 
     def insert(self, resource: str, n: int) -> str:
         sql = self.inserts.get((resource, n))
@@ -217,14 +268,17 @@ class _Writer:
         return sql
 
     def tail(self, conn: sqlite3.Connection, resource: str) -> tuple[int, int]:
-        row = conn.execute(_Sql(resource).tail).fetchone()
+        row = conn.execute(self.sql(resource).tail).fetchone()
         return (row[0], row[1]) if row else (0, _MIN_TIME)
 
-    def replay(self, conn: sqlite3.Connection, resource: str, key: str) -> list[Event] | None:
+    def replay(
+        self, conn: sqlite3.Connection, resource: str, key: str
+    ) -> tuple[list[Event], str | None] | None:
         found = conn.execute(
-            "SELECT seqs FROM eventdocs_keys WHERE resource = ? AND key = ?", (resource, key)
+            "SELECT seqs, fingerprint FROM eventdocs_keys WHERE resource = ? AND key = ?",
+            (resource, key),
         ).fetchone()
         if found is None:
             return None
-        data = conn.execute(_Sql(resource).by_seqs + " ORDER BY seq", found).fetchall()
-        return [decode_event(d) for (d,) in data]
+        data = conn.execute(self.sql(resource).by_seqs + " ORDER BY seq", found[:1]).fetchall()
+        return [decode_event(d) for (d,) in data], found[1]
