@@ -15,7 +15,6 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -54,6 +53,15 @@ async def revisions(client: httpx.AsyncClient, doc_id: str) -> list[dict[str, An
     assert answer.status_code == 200, answer.text
     rows: list[dict[str, Any]] = answer.json()["resources"]
     return rows
+
+
+async def read(
+    client: httpx.AsyncClient, doc_id: str, seen: list[str], stop: asyncio.Event
+) -> None:
+    """Read the document until ``stop``, noting every title seen."""
+    while not stop.is_set():
+        answer = await client.get(f"/v1/post/{doc_id}")
+        seen.append(answer.json()["title"])
 
 
 def assert_all_applied(rows: list[dict[str, Any]]) -> None:
@@ -159,13 +167,7 @@ async def test_a_cancel_that_answers_200_is_never_seen_in_effect(
         seq = scheduled.json()["seq"]
         seen: list[str] = []
         stop = asyncio.Event()
-
-        async def read(doc_id: str = doc_id) -> None:
-            while not stop.is_set():
-                answer = await client.get(f"/v1/post/{doc_id}")
-                seen.append(answer.json()["title"])
-
-        readers = [asyncio.create_task(read()) for _ in range(3)]
+        readers = [asyncio.create_task(read(client, doc_id, seen, stop)) for _ in range(3)]
         await asyncio.sleep(max(0.0, toa + rng.uniform(-0.03, 0.01) - time.time()))
         cancel = await client.delete(f"/v1/post/_scheduled/{seq}")
         await asyncio.sleep(0.1)
