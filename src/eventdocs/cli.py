@@ -4,7 +4,8 @@ Every command takes ``--store PATH|URI`` (default ``./eventdocs.db``, or
 ``$EVENTDOCS_STORE``). The commands that only need the log (export, import,
 replay, verify, history, diff) work without ``--target``; given one they
 also know its indexes and views. Commands that write (replay, import,
-revert) must not run while a server owns the same SQLite file.
+revert) must own the SQLite file: beside a running server they are refused.
+The others open it read-only and work beside a server.
 
 Errors are caught in one place, :meth:`_Cli.main`: one line on stderr and a
 non-zero exit (2 for bad usage, 1 for everything else), never a traceback
@@ -127,11 +128,17 @@ def _must_exist(url: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _opened(url: str, *, create: bool = False) -> AsyncIterator[EventStore]:
-    """The opened store at ``url``; a missing SQLite file is an error unless ``create``."""
+async def _opened(
+    url: str, *, create: bool = False, readonly: bool = False
+) -> AsyncIterator[EventStore]:
+    """The opened store at ``url``; a missing SQLite file is an error unless ``create``.
+
+    ``readonly`` reads a SQLite file beside its owner (a running server) and
+    never writes to it; otherwise this process must own the file.
+    """
     if not create:
         _must_exist(url)
-    store = open_store(url, clock=SystemClock())
+    store = open_store(url, clock=SystemClock(), readonly=readonly)
     await store.open()
     try:
         yield store
@@ -309,7 +316,7 @@ def verify_command(
     specs, views = _declared(target)
 
     async def run() -> tuple[list[str], list[Difference]]:
-        async with _opened(store_url) as store:
+        async with _opened(store_url, readonly=True) as store:
             names = await _resources(store, chosen, specs)
             checked = [v for v in views if set(v.sources) <= set(names)]
             with _err.status("verifying…") if _err.is_terminal else contextlib.nullcontext():
@@ -346,7 +353,7 @@ def history(resource: str, doc_id: str, store_url: str, as_json: bool) -> None:
     """
 
     async def run() -> list[Result]:
-        async with _opened(store_url) as store:
+        async with _opened(store_url, readonly=True) as store:
             service = Service(store, [_spec(resource, [])], background=False)
             return await service.documents(resource).revisions(doc_id)
 
@@ -410,7 +417,7 @@ def diff(
     specs, _ = _declared(target)
 
     async def run() -> list[dict[str, Any]]:
-        async with _opened(store_url) as store:
+        async with _opened(store_url, readonly=True) as store:
             service = Service(store, [_spec(resource, specs)], background=False)
             now = service.clock.now()
             return await service.documents(resource).diff(
@@ -455,7 +462,7 @@ def revert(
     specs, views = _declared(target)
 
     async def run() -> tuple[WriteResult | None, list[dict[str, Any]]]:
-        async with _opened(store_url) as store:
+        async with _opened(store_url, readonly=dry_run) as store:
             if dry_run:  # reads only: no projection step, nothing written
                 service = Service(store, [_spec(resource, specs)], background=False)
             else:
@@ -493,7 +500,7 @@ def export(chosen: tuple[str, ...], after: int, output: str | None, store_url: s
 
     async def run(out: Any) -> int:
         count = 0
-        async with _opened(store_url) as store:
+        async with _opened(store_url, readonly=True) as store:
             for name in await _resources(store, chosen, []):
                 last = await store.last_seq(name)
                 with _progress(f"export {name}", max(last - after, 0)) as advance:

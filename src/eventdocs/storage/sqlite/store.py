@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 from eventdocs.errors import (
     DeclarationError,
@@ -25,6 +26,7 @@ from eventdocs.events import Cancel, Draft, Event, decode_event, encode_event
 from eventdocs.query import Query
 from eventdocs.storage.contract import Appended, Checkpoint, Document, IndexSpec, ProjectionBatch
 from eventdocs.storage.sqlite.compile import _compile, _operand, _sql_decimal, _sql_lower
+from eventdocs.storage.sqlite.owner import Ownership, claim
 from eventdocs.storage.sqlite.schema import (
     _CHECKPOINT,
     _RESERVED,
@@ -46,9 +48,14 @@ from eventdocs.times import Clock, SystemClock
 class SQLiteStore:
     """Every resource in one SQLite file; see the module docstring for the design."""
 
-    def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, clock: Clock | None = None, readonly: bool = False
+    ) -> None:
         self.path = os.fspath(path)
         self.clock = clock or SystemClock()
+        # Read-only: a WAL reader beside the owner; no lock, no writer, nothing created.
+        self.readonly = readonly
+        self._owner: Ownership | None = None
         self._writer: _Writer | None = None
         self._reader: sqlite3.Connection | None = None
         self._sql: dict[str, _Sql] = {}
@@ -98,20 +105,50 @@ class SQLiteStore:
     # -- lifecycle ------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._writer is not None:
+        if self._writer is not None or self._reader is not None:
             return
-        self._writer = _Writer(self.path)
-        self._writer.thread.start()
-        await self._call(partial(_run_script, _SCHEMA.split(";")))
+        if self.readonly:
+            self._open_reader(read_only=True)
+            return
+        if self.path != ":memory:":
+            self._owner = claim(self.path)  # before anything touches the file
         try:
-            self._reader = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, cached_statements=512
+            self._writer = _Writer(self.path)
+            self._writer.thread.start()
+            await self._call(partial(_run_script, _SCHEMA.split(";")))
+            self._open_reader(read_only=False)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _open_reader(self, *, read_only: bool) -> None:
+        if read_only and not os.path.exists(self.path):
+            raise NotFound(f"no store at {self.path}")
+        # mode=ro: never a write to the file, whoever else has it open.
+        target = f"file:{quote(os.path.abspath(self.path))}?mode=ro" if read_only else self.path
+        try:
+            conn = sqlite3.connect(
+                target,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=512,
+                uri=read_only,
             )
-            self._reader.executescript("PRAGMA query_only=1; PRAGMA cache_size=-32768;")
-            self._reader.create_function("eventdocs_lower", 1, _sql_lower, deterministic=True)
-            self._reader.create_function("eventdocs_decimal", 2, _sql_decimal, deterministic=True)
         except sqlite3.Error as exc:
-            raise _storage_error(exc) from exc
+            raise StorageError(f"{self.path}: {exc}") from exc
+        try:
+            conn.executescript("PRAGMA query_only=1; PRAGMA cache_size=-32768;")
+            conn.create_function("eventdocs_lower", 1, _sql_lower, deterministic=True)
+            conn.create_function("eventdocs_decimal", 2, _sql_decimal, deterministic=True)
+            known = "SELECT 1 FROM sqlite_master WHERE name = 'eventdocs_resources'"
+            if not conn.execute(known).fetchone():
+                raise StorageError(f"{self.path} is not an eventdocs store")
+        except (sqlite3.Error, StorageError) as exc:
+            conn.close()
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"{self.path}: {exc}") from exc
+        self._reader = conn
         for (name,) in self._rows("SELECT name FROM eventdocs_resources"):
             self._sql[name] = _Sql(name)
         tables = self._rows("SELECT name FROM sqlite_master WHERE name GLOB 'view_*'")
@@ -125,6 +162,9 @@ class SQLiteStore:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        owner, self._owner = self._owner, None
+        if owner is not None:  # last: the file is closed when another may take it
+            owner.release()
 
     async def ensure_resource(self, resource: str, indexes: Sequence[IndexSpec] = ()) -> None:
         r = _name(resource, "resource")
