@@ -33,8 +33,9 @@ from rich.table import Table
 
 from eventdocs.documents import WriteResult
 from eventdocs.errors import EventdocsError, InvalidRequest, NotFound
-from eventdocs.events import Event, decode_event, encode_event
+from eventdocs.events import Event, encode_event
 from eventdocs.fold import Result
+from eventdocs.importing import ImportCheck, read_checked
 from eventdocs.projections.replay import Difference, replay, verify
 from eventdocs.projections.views import View, rebuild_view
 from eventdocs.resources import ResourceSpec, load_declarations, load_target, load_views
@@ -521,16 +522,6 @@ def export(chosen: tuple[str, ...], after: int, output: str | None, store_url: s
     click.echo(f"exported {count:,} events", err=True)
 
 
-def _read_events(path: Path) -> Iterator[tuple[int, Event]]:
-    with path.open("rb") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield number, decode_event(line)
-                except msgspec.DecodeError as exc:
-                    raise InvalidRequest(f"{path}:{number}: not an eventdocs event: {exc}") from exc
-
-
 @main.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Import into a store that already holds events.")
@@ -540,52 +531,49 @@ def import_command(file: Path, force: bool, store_url: str, target: str | None) 
     """Load a JSON Lines export and rebuild the projections.
 
     Events are written verbatim (same seqs and times), so the projections come
-    out identical to the exporting store's. A store that already holds events
-    is refused unless --force (the file must then continue its logs).
+    out identical to the exporting store's. Every event is checked first:
+    against the declarations with --target (schemas, ids), and always for ids
+    no URL can reach, times outside years 1..9999 and a log that does not
+    continue (seqs, recorded_at, cancels). It is all or nothing: on SQLite
+    one transaction, so a refused, interrupted or killed import leaves the
+    store as it was. A store that already holds events is refused unless
+    --force (the file must then continue its logs).
     """
     specs, views = _declared(target)
+    check = ImportCheck(specs)
 
     async def run() -> tuple[dict[str, int], float]:
         started = time.perf_counter()
         async with _opened(store_url, create=True) as store:
-            existing = {n: await store.last_seq(n) for n in await store.resources()}
-            held = sum(existing.values())
+            held = sum([await store.last_seq(n) for n in await store.resources()])
             if held and not force:
                 raise InvalidRequest(
                     f"the store already holds {held:,} events; --force imports anyway"
                     " (the file's seqs must continue its logs)"
                 )
-            # First pass: check every line before writing any, so a bad file imports nothing.
-            counts: dict[str, int] = {}
-            for number, event in _read_events(file):
-                expected = existing.get(event.resource, 0) + counts.get(event.resource, 0) + 1
-                if event.seq != expected:
-                    raise InvalidRequest(
-                        f"{file}:{number}: {event.resource} event {event.seq} where"
-                        f" {expected} continues the log"
+            line = [0]
+            with _progress("import", None) as advance:
+                try:
+                    counts = await store.load_stream(
+                        _counted(read_checked(file, check, line), advance)
                     )
-                counts[event.resource] = counts.get(event.resource, 0) + 1
-            for name in counts:
-                await store.ensure_resource(name, _spec(name, specs).indexes())
-            with _progress("import", sum(counts.values())) as advance:
-                chunk: dict[str, list[Event]] = {}
-                for _, event in _read_events(file):
-                    events = chunk.setdefault(event.resource, [])
-                    events.append(event)
-                    if len(events) >= _IMPORT_CHUNK:
-                        await store.load(event.resource, events)
-                        advance(len(events))
-                        chunk[event.resource] = []
-                for name, events in chunk.items():
-                    if events:
-                        await store.load(name, events)
-                        advance(len(events))
+                except InvalidRequest as exc:
+                    if exc.detail.startswith(f"{file}:"):
+                        raise
+                    raise InvalidRequest(f"{file}:{line[0]}: {exc.detail}") from exc
             await _rebuild(store, list(counts), specs, views)
         return counts, time.perf_counter() - started
 
     counts, elapsed = asyncio.run(run())
     summary = ", ".join(f"{name} {n:,}" for name, n in counts.items()) or "nothing"
     click.echo(f"imported {summary}; projections rebuilt: {_rate(sum(counts.values()), elapsed)}")
+
+
+def _counted(events: Iterator[Event], advance: Callable[[int], None]) -> Iterator[Event]:
+    for n, event in enumerate(events, 1):
+        if n % _IMPORT_CHUNK == 0:
+            advance(_IMPORT_CHUNK)
+        yield event
 
 
 @main.command()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +26,7 @@ from eventdocs.errors import (
 from eventdocs.events import Cancel, Draft, Event, decode_event, encode_event
 from eventdocs.query import Query
 from eventdocs.storage.contract import Appended, Checkpoint, Document, IndexSpec, ProjectionBatch
+from eventdocs.storage.loading import check_cancel, check_next
 from eventdocs.storage.sqlite.compile import _compile, _operand, _sql_decimal, _sql_lower
 from eventdocs.storage.sqlite.owner import Ownership, claim
 from eventdocs.storage.sqlite.schema import (
@@ -221,6 +223,64 @@ class SQLiteStore:
             c.executemany(sql.insert_event, rows)
 
         await self._call(run, sync="FULL")
+
+    async def load_stream(self, events: Iterable[Event]) -> dict[str, int]:
+        # One writer call, so one transaction however long the file: a refusal, an
+        # interrupt or a kill -9 part way leaves the store as it was. SQLite spills
+        # the transaction's pages to the WAL, so memory stays bounded.
+        writer, stop, created = self._writer, threading.Event(), set[str]()
+
+        def run(c: sqlite3.Connection) -> dict[str, int]:
+            assert writer is not None
+            counts: dict[str, int] = {}
+            tails: dict[str, tuple[int, int | None]] = {}
+            pending: dict[str, list[tuple[Any, ...]]] = {}
+            sql: dict[str, _Sql] = {}
+
+            def flush(r: str) -> None:
+                if pending.get(r):
+                    c.executemany(sql[r].insert_event, pending.pop(r))
+
+            for e in events:
+                if stop.is_set():
+                    raise InvalidRequest("the import was interrupted; nothing was written")
+                r = e.resource
+                if r not in tails:
+                    if r not in self._sql:
+                        if _RESERVED.search(_name(r, "resource")):
+                            raise DeclarationError(f"resource name {r!r} is reserved")
+                        _run_script(_RESOURCE_SCHEMA.format(r=r).split(";"), c)
+                        created.add(r)
+                    sql[r] = _Sql(r)
+                    writer.tails.pop(r, None)  # appends after this must see these events
+                    last, recorded = writer.tail(c, r)
+                    tails[r] = (last, recorded if last else None)
+                check_next(e, *tails[r])
+                if isinstance(e, Cancel):
+                    flush(r)
+                    found = c.execute(sql[r].read_event.replace("data", "id, action"), (e.target,))
+                    check_cancel(e, found.fetchone())
+                target = e.target if isinstance(e, Cancel) else None
+                rows = pending.setdefault(r, [])
+                rows.append((e.seq, e.id, e.action, e.toa, e.recorded_at, target,
+                             encode_event(e).decode()))  # fmt: skip
+                if len(rows) >= 5000:
+                    flush(r)
+                tails[r] = (e.seq, e.recorded_at)
+                counts[r] = counts.get(r, 0) + 1
+            for r in list(pending):
+                flush(r)
+            return counts
+
+        def after() -> None:
+            self._sql.update((r, _Sql(r)) for r in created)
+
+        try:
+            counts: dict[str, int] = await self._call(run, after, sync="FULL")
+        except asyncio.CancelledError:
+            stop.set()  # the writer rolls back at the next event
+            raise
+        return counts
 
     async def find_idempotent(self, resource: str, key: str) -> list[Event] | None:
         sql = self._res(resource)
