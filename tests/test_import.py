@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from click.testing import CliRunner, Result
 
@@ -176,6 +177,13 @@ def test_ids_and_times_are_checked_without_a_target(tmp_path: Path) -> None:
     assert result.exit_code == 1 and f"{dump}:2: id:" in result.stderr, result.stderr
     log, schema = snapshot(path)
     assert log == [] and not [name for name, _ in schema if name.startswith("post")]
+    named = write(
+        tmp_path / "named.jsonl", [create(1), msgspec.structs.replace(create(2), resource="a-b")]
+    )
+    result = run("import", str(named), "--store", str(path))
+    assert result.exit_code == 1 and f"{named}:2: resource name 'a-b'" in result.stderr, (
+        result.stderr
+    )
 
 
 def test_a_good_continuation_imports(store: Path, tmp_path: Path) -> None:

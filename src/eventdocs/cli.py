@@ -32,7 +32,7 @@ from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
 from eventdocs.documents import WriteResult
-from eventdocs.errors import EventdocsError, InvalidRequest, NotFound
+from eventdocs.errors import DeclarationError, EventdocsError, InvalidRequest, NotFound
 from eventdocs.events import Event, encode_event
 from eventdocs.fold import Result
 from eventdocs.importing import ImportCheck, read_checked
@@ -557,7 +557,7 @@ def import_command(file: Path, force: bool, store_url: str, target: str | None) 
                     counts = await store.load_stream(
                         _counted(read_checked(file, check, line), advance)
                     )
-                except InvalidRequest as exc:
+                except (InvalidRequest, DeclarationError) as exc:
                     if exc.detail.startswith(f"{file}:"):
                         raise
                     raise InvalidRequest(f"{file}:{line[0]}: {exc.detail}") from exc
