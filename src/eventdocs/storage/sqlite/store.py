@@ -47,6 +47,11 @@ from eventdocs.storage.sqlite.writer import _Append, _Call, _Writer
 from eventdocs.times import Clock, SystemClock
 
 
+def _open_error(path: str, exc: sqlite3.Error) -> StorageError:
+    error = _storage_error(exc)  # busy stays StoreUnavailable: a retry may succeed
+    return type(error)(f"{path}: {error.detail}")
+
+
 class SQLiteStore:
     """Every resource in one SQLite file; see the module docstring for the design."""
 
@@ -137,7 +142,7 @@ class SQLiteStore:
                 uri=read_only,
             )
         except sqlite3.Error as exc:
-            raise StorageError(f"{self.path}: {exc}") from exc
+            raise _open_error(self.path, exc) from exc
         try:
             conn.executescript("PRAGMA query_only=1; PRAGMA cache_size=-32768;")
             conn.create_function("eventdocs_lower", 1, _sql_lower, deterministic=True)
@@ -149,7 +154,7 @@ class SQLiteStore:
             conn.close()
             if isinstance(exc, StorageError):
                 raise
-            raise StorageError(f"{self.path}: {exc}") from exc
+            raise _open_error(self.path, exc) from exc
         self._reader = conn
         for (name,) in self._rows("SELECT name FROM eventdocs_resources"):
             self._sql[name] = _Sql(name)
