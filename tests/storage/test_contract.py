@@ -196,6 +196,33 @@ async def test_load_imports_events_verbatim_or_nothing(store: EventStore) -> Non
     assert after.seq == 4 and after.recorded_at >= source[-1].recorded_at
 
 
+async def test_load_stream_continues_logs_and_refuses_what_appends_could_not_write(
+    store: EventStore,
+) -> None:
+    source = (await store.append("post", [create("a"), update("a", toa=T0 + 9, t=2)])).events
+    source += (await store.append("post", [cancel("a", 2), create("b")])).events
+    copy = [msgspec.structs.replace(e, resource="copy") for e in source]
+    assert await store.load_stream(iter(copy)) == {"copy": 4}
+    assert "copy" in await store.resources()
+    assert await store.read_log("copy") == copy
+    last = copy[-1]
+    bad = {
+        "seq": msgspec.structs.replace(last, seq=6, id="z"),
+        "recorded_at": msgspec.structs.replace(last, seq=5, recorded_at=last.recorded_at - 1),
+        "target": Cancel(
+            seq=5, resource="copy", id="b", toa=last.toa, recorded_at=last.toa, target=2
+        ),
+    }
+    for path, event in bad.items():
+        with pytest.raises(InvalidRequest) as refused:
+            await store.load_stream(iter([event]))
+        assert refused.value.errors[0].path == path
+    missing = Cancel(seq=5, resource="copy", id="a", toa=last.toa, recorded_at=last.toa, target=9)
+    with pytest.raises(InvalidRequest):
+        await store.load_stream([missing])
+    assert await store.last_seq("copy") == 4
+
+
 async def test_unknown_resources_are_not_found(store: EventStore) -> None:
     with pytest.raises(NotFound):
         await store.append("nope", [create("a")])

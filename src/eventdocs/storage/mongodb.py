@@ -87,6 +87,7 @@ from eventdocs.storage.contract import (
     IndexSpec,
     ProjectionBatch,
 )
+from eventdocs.storage.loading import load_in_chunks
 from eventdocs.storage.mongo_bson import (
     OPEN,
     ROW_FIELDS,
@@ -533,6 +534,9 @@ class MongoStore:
             r, len(events), expect=first - 1, rec=max(e.recorded_at for e in events)
         )
         await self._write_batch(r, start, len(events), list(events), [])
+
+    async def load_stream(self, events: Iterable[Event]) -> dict[str, int]:
+        return await load_in_chunks(self, events)
 
     @_boundary
     async def find_idempotent(
