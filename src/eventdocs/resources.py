@@ -886,11 +886,27 @@ def load_target(target: str) -> list[ResourceSpec]:
 
 
 def load_views(target: str) -> list[Any]:
-    """The module-level ``views`` list of a TARGET's module (empty for ``.json``)."""
+    """The views a TARGET declares, declarative ones bound to its resources.
+
+    A ``.json`` file's ``views`` list (declarative views); a Python target's
+    module-level ``views`` list (:class:`~eventdocs.projections.views.View`
+    instances, declarative ones from ``declare_view`` among them).
+
+    Raises:
+        DeclarationError: naming the view and what is wrong with it.
+    """
+    from eventdocs.projections.declared import bind_views, parse_views
+
+    specs = load_target(target)  # fails first, with its own message, on a bad file
     if target.endswith(".json"):
-        return []
-    module, _ = _resolve(target)
-    views = getattr(module, "views", [])
-    if not isinstance(views, list | tuple):
-        _fail(f"{target}.views", "expected a list")
-    return list(views)
+        data = json.loads(Path(target).read_text(encoding="utf-8"))
+        entries = data.get("views", []) if isinstance(data, Mapping) else []
+        views: list[Any] = list(parse_views(entries))
+    else:
+        module, _ = _resolve(target)
+        found = getattr(module, "views", [])
+        if not isinstance(found, list | tuple):
+            _fail(f"{target}.views", "expected a list")
+        views = list(found)
+    bind_views(views, specs)
+    return views
