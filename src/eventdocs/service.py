@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 __all__ = ["Service"]
 
 
+def _versioned(service: Service, spec: ResourceSpec) -> Documents:
+    from eventdocs.versions import VersionedDocuments  # it subclasses Documents
+
+    return VersionedDocuments(service, spec)
+
+
 class Service:
     """Everything eventdocs does for a set of resources on one store."""
 
@@ -57,7 +63,7 @@ class Service:
         bind_views(self.views, self.specs)
         self.projector = Projector(store, self.clock, self.views)
         self.scheduler = Scheduler(self.projector, sorted(names), lease=lease_for(store))
-        self._documents = {(s.name, s.version): Documents(self, s) for s in self.specs}
+        self._documents = {(s.name, s.version): _versioned(self, s) for s in self.specs}
 
     @property
     def resource_names(self) -> list[str]:
