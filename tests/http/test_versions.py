@@ -108,3 +108,4 @@ async def test_every_event_records_the_version_that_wrote_it(api: Api) -> None:
     ]
     revisions = (await api.client.simulate_get(f"/v1/article/{doc_id}/revisions")).json
     assert revisions["total"] == 3
+    assert [r["meta"]["version"] for r in revisions["resources"]] == [2, 1, 2]

@@ -320,3 +320,38 @@ async def test_views_need_the_read_scope_when_tokens_are_configured() -> None:
             )
         ).json
         validate(document)
+
+
+async def test_keys_of_several_fields_and_of_no_field() -> None:
+    from eventdocs.projections.declared import declare_view
+
+    views = [
+        declare_view(
+            name="per_blog_author",
+            source="post",
+            group_by=["blog", "author"],
+            aggregates={"posts": {"count": "*"}, "blogs": {"sum": "blog"}},
+        ),
+        declare_view(name="everything", source="post", aggregates={"n": {"count": "*"}}),
+    ]
+    clock = ManualClock()
+    service = Service(
+        open_store("memory:", clock=clock), SPECS, views=views, clock=clock, background=False
+    )
+    async with ASGIConductor(create_app(service)) as client:
+        api = Api(client, service, clock)
+        await fill(api)
+        one = await client.simulate_get("/views/per_blog_author/1,ann")
+        assert one.json == {"blog": 1, "author": "ann", "posts": 2, "blogs": 2}
+        same = await client.simulate_get('/views/per_blog_author/[1,"ann"]')
+        assert same.json == one.json
+        nulls = await client.simulate_get("/views/per_blog_author/[3,null]")
+        assert nulls.json == {"blog": 3, "author": None, "posts": 1, "blogs": 3}
+        for key in ("x,ann", "1", "1,ann,2", "[1"):
+            assert_problem(await client.simulate_get(f"/views/per_blog_author/{key}"), 404)
+        body = await rows(api, {"blog": "2", "sort": "-posts"}, path="/views/per_blog_author")
+        assert body["total"] == 1 and body["resources"][0]["posts"] == 2
+        assert await rows(api, path="/views/everything") == {
+            "total": 1,
+            "resources": [{"n": 6}],
+        }
