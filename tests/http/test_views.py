@@ -16,7 +16,7 @@ from eventdocs.http import create_app
 from eventdocs.http.auth import load_tokens
 from eventdocs.projections.views import View
 from eventdocs.query import Query
-from eventdocs.resources import load_target, load_views
+from eventdocs.resources import ResourceSpec, load_declarations, load_target, load_views
 from eventdocs.times import ManualClock, format_time, parse_time
 
 BLOG_JSON = str(ROOT / "examples" / "blog.json")
@@ -26,12 +26,16 @@ DAY = 86_400 * 1_000_000
 
 @asynccontextmanager
 async def serving(
-    target: str = BLOG_JSON, *, store_url: str = "memory:", tokens: Any = None
+    target: str = BLOG_JSON,
+    *,
+    store_url: str = "memory:",
+    tokens: Any = None,
+    extra: Sequence[ResourceSpec] = (),
 ) -> AsyncIterator[Api]:
     clock = ManualClock()
     service = Service(
         open_store(store_url, clock=clock),
-        load_target(target),
+        [*load_target(target), *extra],
         views=load_views(target),
         clock=clock,
         background=False,
@@ -302,14 +306,21 @@ async def test_views_need_the_read_scope_when_tokens_are_configured() -> None:
     tokens = [
         {"name": "reader", "token": "r" * 32, "scopes": {"post": ["read"]}},
         {"name": "writer", "token": "w" * 32, "scopes": {"post": ["write"]}},
+        {"name": "elsewhere", "token": "e" * 32, "scopes": {"comment": ["read"]}},
     ]
-    async with serving(tokens=tokens) as api:
+    comment = load_declarations({"resources": [{"name": "comment"}]})
+    async with serving(tokens=tokens, extra=comment) as api:
         for path in ("/views", "/views/posts_per_author", "/views/posts_per_author/ann"):
             assert_problem(await api.client.simulate_get(path), 401)
             denied = await api.client.simulate_get(
                 path, headers={"Authorization": "Bearer " + "w" * 32}
             )
             assert_problem(denied, 403)
+            if path != "/views":  # the listing needs read on some resource; rows on theirs
+                elsewhere = await api.client.simulate_get(
+                    path, headers={"Authorization": "Bearer " + "e" * 32}
+                )
+                assert_problem(elsewhere, 403)
             allowed = await api.client.simulate_get(
                 path, headers={"Authorization": "Bearer " + "r" * 32}
             )

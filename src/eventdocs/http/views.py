@@ -105,6 +105,10 @@ class ViewResource:
     def __init__(self, service: Service) -> None:
         self.service = service
 
+    def sources(self, name: str) -> tuple[str, ...]:
+        """The resources view ``name`` reads (none for an unknown view: it answers 404)."""
+        return next((v.sources for v in self.service.views if v.name == name), ())
+
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, name: str) -> None:
         view = find_view(self.service, name)
         query, times = parse_view_query(
