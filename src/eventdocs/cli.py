@@ -680,10 +680,10 @@ def view_command(
         async with _opened(store_url) as store:
             service = Service(store, specs, views=views, background=False)
             chosen = find_view(service, name)
-            query, _ = parse_view_query(chosen, pairs)
-            return chosen, await read_rows(
-                service, chosen, query, as_of=times[0], known_at=times[1]
-            )
+            query, given = parse_view_query(chosen, pairs)  # as_of=T works as a word too
+            as_of = times[0] if times[0] is not None else given.as_of
+            known = times[1] if times[1] is not None else given.known_at
+            return chosen, await read_rows(service, chosen, query, as_of=as_of, known_at=known)
 
     chosen, page = asyncio.run(run())
     if as_json:

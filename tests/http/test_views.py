@@ -7,9 +7,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+import schemathesis
 from falcon.testing import ASGIConductor
 from httpkit import BLOG, ROOT, Api, assert_problem
+from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from eventdocs import Service, open_store
 from eventdocs.http import create_app
@@ -366,3 +374,35 @@ async def test_keys_of_several_fields_and_of_no_field() -> None:
             "total": 1,
             "resources": [{"n": 6}],
         }
+
+
+def _schemathesis_app() -> Any:
+    service = Service(
+        open_store("memory:"), SPECS, views=[*load_views(BLOG_JSON), Bare()], background=False
+    )
+    return create_app(service)
+
+
+VIEW_SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", _schemathesis_app()).include(
+    path_regex="^/views"
+)
+
+
+@VIEW_SCHEMA.parametrize()
+@settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_schemathesis_on_the_view_routes(case: Any) -> None:
+    """Every view route answers as its OpenAPI paths say, never a server error."""
+    case.call_and_validate(
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ]
+    )
