@@ -406,3 +406,15 @@ def test_schemathesis_on_the_view_routes(case: Any) -> None:
             response_schema_conformance,
         ]
     )
+
+
+async def test_as_of_reads_every_page_of_the_source(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eventdocs.projections.reading as reading
+
+    monkeypatch.setattr(reading, "_PAGE", 2)  # six posts: three pages and a short one
+    await fill(api)
+    now = (await rows(api, {"sort": "author"}))["resources"]
+    later = format_time(api.clock.now() + DAY)
+    assert (await rows(api, {"sort": "author", "as_of": later}))["resources"] == now

@@ -24,7 +24,7 @@ import msgspec
 from eventdocs.errors import ErrorDetail, InvalidRequest, NotFound
 from eventdocs.projections.declared import DeclaredView, public_row, row_key
 from eventdocs.projections.views import View
-from eventdocs.query import Query, matches, project_fields, sort_documents
+from eventdocs.query import Query, SortKey, matches, project_fields, sort_documents
 from eventdocs.resources import ResourceSpec
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["ViewPage", "find_view", "read_row", "read_rows", "view_spec"]
 
 _PAGE = 1000
+_BY_ID = (SortKey("id", kind="text"),)  # pages that neither repeat nor skip a document
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ async def _rows(
     offset = 0
     while True:
         page = await documents.query(
-            Query(limit=_PAGE, offset=offset), as_of=as_of, known_at=known_at
+            Query(sort=_BY_ID, limit=_PAGE, offset=offset), as_of=as_of, known_at=known_at
         )
         docs += [(d.id, d.data) for d in page.items if d.data is not None]
         offset += len(page.items)
