@@ -351,6 +351,7 @@ def verify_command(
                 return names, await verify(store, names, checked)
 
     names, diffs = asyncio.run(run())
+    _say_views(views, names, target)
     if as_json:
         _json_out([msgspec.to_builtins(d) for d in diffs])
     elif diffs:
@@ -362,6 +363,18 @@ def verify_command(
         click.echo(f"{len(diffs)} differences in {', '.join(names)}", err=True)
         sys.exit(1)
     click.echo(f"ok: {', '.join(names) or 'no resources'} match the fold of the log")
+
+
+def _say_views(views: Sequence[View], names: Sequence[str], target: str | None) -> None:
+    """Say which views verify checked and which it could not (on stderr: stdout may be JSON)."""
+    if target is None:
+        click.echo("views: not checked (they are declared in a target: give --target)", err=True)
+        return
+    checked = [v.name for v in views if set(v.sources) <= set(names)]
+    skipped = [v.name for v in views if not set(v.sources) <= set(names)]
+    click.echo(f"views checked: {', '.join(checked) or 'none declared'}", err=True)
+    if skipped:
+        click.echo(f"views not checked (a source is not verified): {', '.join(skipped)}", err=True)
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -643,3 +656,72 @@ def bench(
         )
     options = Options(size or "default", out, workdir, only, peer=not no_peer, http=not no_http)
     run_suite(options, console=Console(highlight=False, soft_wrap=True))
+
+
+# -- eventdocs view: a view's rows, filtered with the query language -----------------
+
+
+@main.command("view")
+@click.argument("name")
+@click.argument("params", nargs=-1, metavar="[FIELD=VALUE|FIELD__OP=VALUE|sort=…|limit=…]...")
+@click.option("--as-of", metavar="T", help="The rows as they were at valid time T.")
+@click.option("--known-at", metavar="T", help="As known at time T (what the log held then).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@_store_option
+@_target_option
+def view_command(
+    name: str,
+    params: tuple[str, ...],
+    as_of: str | None,
+    known_at: str | None,
+    as_json: bool,
+    store_url: str,
+    target: str | None,
+) -> None:
+    """Print the rows of view NAME, as a table.
+
+    Filters, sort, limit, offset and fields are those of a query over HTTP
+    (author=ann posts__gt=2 sort=-posts limit=10); times are RFC 3339 with an
+    offset, Unix epoch seconds, or now. Reads only: it never writes the store.
+    """
+    if target is None:
+        raise click.UsageError("view needs --target (the declarations of its views)")
+    from eventdocs.http.views import parse_view_query
+    from eventdocs.projections.reading import ViewPage, find_view, read_rows
+
+    pairs: list[tuple[str, str]] = []
+    for text in params:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"{text!r}: expected FIELD=VALUE or FIELD__OP=VALUE")
+        pairs.append((key, value))
+    times = (_time(as_of, "--as-of"), _time(known_at, "--known-at"))
+    specs, views = _declared(target)
+
+    async def run() -> tuple[View, ViewPage]:
+        async with _opened(store_url) as store:
+            service = Service(store, specs, views=views, background=False)
+            chosen = find_view(service, name)
+            query, given = parse_view_query(chosen, pairs)  # as_of=T works as a word too
+            as_of = times[0] if times[0] is not None else given.as_of
+            known = times[1] if times[1] is not None else given.known_at
+            return chosen, await read_rows(service, chosen, query, as_of=as_of, known_at=known)
+
+    chosen, page = asyncio.run(run())
+    if as_json:
+        _json_out({"total": page.total, "resources": page.rows})
+        return
+    present = {k for row in page.rows for k in row}
+    columns = [c for c in chosen.fields if c in present or not page.rows]
+    columns += sorted(present - set(columns))  # a Python view's undeclared fields
+    table = Table(*columns, title=name)
+    for row in page.rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    _print_table(table)
+    click.echo(f"{len(page.rows)} of {page.total} rows", err=True)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
