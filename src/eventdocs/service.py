@@ -15,7 +15,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from eventdocs.documents import Documents, Limits
-from eventdocs.errors import DeclarationError, NotFound
+from eventdocs.errors import DeclarationError, NotFound, StorageError
+from eventdocs.projections.declared import bind_views
 from eventdocs.projections.lease import lease_for
 from eventdocs.projections.projector import Projector
 from eventdocs.projections.scheduler import Scheduler
@@ -53,6 +54,7 @@ class Service:
             missing = set(view.sources) - names
             if missing:
                 raise DeclarationError(f"view {view.name!r} reads undeclared {sorted(missing)}")
+        bind_views(self.views, self.specs)
         self.projector = Projector(store, self.clock, self.views)
         self.scheduler = Scheduler(self.projector, sorted(names), lease=lease_for(store))
         self._documents = {(s.name, s.version): Documents(self, s) for s in self.specs}
@@ -84,7 +86,13 @@ class Service:
             await self.store.ensure_resource(name, list(indexes.get(name, {}).values()))
         for view in self.views:
             await self.store.ensure_view(view.name)
-        await rebuild_stale_views(self.store, self.views)
+        for view in self.views:
+            try:
+                await rebuild_stale_views(self.store, [view])
+            except StorageError:
+                raise
+            except Exception as exc:  # the view's own code: serve without it
+                self.projector.view_failed(view, view.sources[0], 0, exc)
         if self.background:
             await self.scheduler.start()
         else:

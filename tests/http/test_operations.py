@@ -50,6 +50,7 @@ async def test_metrics_count_requests_and_read_the_store(api: Api) -> None:
     assert value(found, "eventdocs_unprojected_events", resource="post") == 0
     assert value(found, "eventdocs_projection_lag_seconds", resource="post") == 0
     assert value(found, "eventdocs_views_behind") == 0
+    assert value(found, "eventdocs_views_failing") == 0
 
 
 async def test_readyz_waits_for_the_projector(api: Api) -> None:

@@ -38,6 +38,7 @@ from eventdocs.http.routes import (
     DocumentResource,
     NotDeclared,
 )
+from eventdocs.http.views import mount_views, views_openapi
 from eventdocs.http.wire import encode
 from eventdocs.resources import CustomRequest, ResourceSpec
 from eventdocs.service import Service
@@ -105,6 +106,7 @@ def create_app(
         origins = "*" if "*" in cors_origins else list(cors_origins)
         middleware.append(falcon.CORSMiddleware(allow_origins=origins, expose_headers=CORS_EXPOSED))
     document = openapi_document(service.specs)
+    views_openapi(document, service.views)
     limit = document["components"]["parameters"]["Limit"]["schema"]
     limit["maximum"] = service.limits.query_limit
     limit["default"] = min(limit["default"], service.limits.query_limit)
@@ -117,6 +119,7 @@ def create_app(
     install_error_handlers(app)
     for spec in service.specs:
         _mount(app, service, spec, max_body)
+    mount_views(app, service)
     app.add_route("/healthz", HealthResource(service))
     app.add_route("/readyz", ReadyResource(service))
     app.add_route("/metrics", MetricsResource(service, metrics))

@@ -6,10 +6,12 @@ a scheduled write whose TOA has passed but that is not yet in the master
 collection (since its TOA). Zero when the projector is current.
 
 ``/healthz`` answers ``200`` while the store answers; a store that cannot be
-reached is a 503. ``/readyz`` answers ``200`` only when the store answers
-and every resource's lag is at most ``ready_lag`` seconds and no view is
-behind its sources, else ``503`` with the reasons: a load balancer sends no
-traffic to a process still catching up after a restart.
+reached is a 503. A view whose code raised is named under ``failing_views``
+(with the seq it stopped at and the error) and the status is ``degraded``
+until it is rebuilt. ``/readyz`` answers ``200`` only when the store answers,
+every resource's lag is at most ``ready_lag`` seconds and no view is failing
+or behind its sources, else ``503`` with the reasons: a load balancer sends
+no traffic to a process still catching up after a restart.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from eventdocs.http.wire import send
 from eventdocs.service import Service
 from eventdocs.times import MAX_TIME, format_time
 
-__all__ = ["READY_LAG_SECONDS", "HealthResource", "ReadyResource", "status", "views_behind"]
+__all__ = [
+    "READY_LAG_SECONDS",
+    "HealthResource",
+    "ReadyResource",
+    "failing_views",
+    "status",
+    "views_behind",
+]
 
 READY_LAG_SECONDS: Final = 5.0
 
@@ -57,6 +66,14 @@ async def status(service: Service) -> dict[str, dict[str, Any]]:
     return resources
 
 
+def failing_views(service: Service) -> dict[str, dict[str, Any]]:
+    """The views whose code raised, with the resource and seq they stopped at and the error."""
+    return {
+        name: {"resource": f.resource, "seq": f.seq, "error": f.error}
+        for name, f in service.projector.failing.items()
+    }
+
+
 async def views_behind(service: Service, resources: dict[str, dict[str, Any]]) -> list[str]:
     """The views whose checkpoint on a source is behind that source's projection."""
     behind = []
@@ -80,10 +97,12 @@ class HealthResource:
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resources = await status(self.service)
         next_toa = self.service.scheduler.next_toa
+        failing = failing_views(self.service)
         send(
             resp,
             {
-                "status": "ok",
+                "status": "degraded" if failing else "ok",
+                "failing_views": failing,
                 "time": format_time(self.service.clock.now()),
                 "next_toa": None if next_toa is None else format_time(next_toa),
                 "resources": resources,
@@ -111,7 +130,11 @@ class ReadyResource:
             for name, state in resources.items():
                 if state["lag_seconds"] > self.ready_lag:
                     reasons.append(f"{name}: {state['lag_seconds']:.1f} s behind")
-            reasons += [f"view {name} is behind its sources" for name in behind]
+            failing = failing_views(self.service)
+            reasons += [f"view {name} is failing: {f['error']}" for name, f in failing.items()]
+            reasons += [
+                f"view {name} is behind its sources" for name in behind if name not in failing
+            ]
         send(
             resp,
             {"status": "not ready" if reasons else "ready", "reasons": reasons},

@@ -13,6 +13,7 @@ Read from the store at each scrape (what :mod:`eventdocs.http.health` reads):
 * ``eventdocs_projection_lag_seconds{resource}`` and
   ``eventdocs_unprojected_events{resource}``;
 * ``eventdocs_pending_writes{resource}``: scheduled writes not yet due;
+* ``eventdocs_views_failing``: views whose code raised (until rebuilt);
 * ``eventdocs_views_behind``: views whose checkpoint is behind a source.
 
 Each app has its own registry, so several apps in one process (tests) do
@@ -31,7 +32,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from eventdocs.http.health import status, views_behind
+from eventdocs.http.health import failing_views, status, views_behind
 from eventdocs.service import Service
 
 __all__ = ["Metrics", "MetricsResource"]
@@ -45,6 +46,7 @@ class _StoreCollector(Collector):
     def __init__(self) -> None:
         self.resources: dict[str, dict[str, Any]] = {}
         self.behind = 0
+        self.failing = 0
 
     def collect(self) -> Iterator[Metric]:
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
@@ -79,6 +81,11 @@ class _StoreCollector(Collector):
             families["unprojected"].add_metric([name], state["unprojected"])
             families["pending"].add_metric([name], state["scheduled"])
         yield from families.values()
+        yield GaugeMetricFamily(
+            "eventdocs_views_failing",
+            "Views whose code raised; they stay behind until rebuilt",
+            value=self.failing,
+        )
         yield GaugeMetricFamily(
             "eventdocs_views_behind",
             "Views whose checkpoint is behind a source's projection (failing or rebuilding)",
@@ -136,5 +143,6 @@ class MetricsResource:
         resources = await status(self.service)
         self.metrics.store.resources = resources
         self.metrics.store.behind = len(await views_behind(self.service, resources))
+        self.metrics.store.failing = len(failing_views(self.service))
         resp.content_type = CONTENT_TYPE_LATEST
         resp.data = generate_latest(self.metrics.registry)

@@ -26,7 +26,7 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from eventdocs.documents import BulkItem, Documents, WriteResult
+from eventdocs.documents import BulkItem, BulkTarget, Documents, WriteResult
 from eventdocs.errors import (
     ErrorDetail,
     InvalidRequest,
@@ -64,6 +64,7 @@ from eventdocs.http.wire import (
 )
 from eventdocs.storage.contract import Document
 from eventdocs.times import parse_time
+from eventdocs.versions import visible
 
 __all__ = [
     "COLLECTION_ROUTES",
@@ -97,7 +98,7 @@ class RevertBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class BulkBody(msgspec.Struct, forbid_unknown_fields=True):
     action: Literal["update", "delete"]
-    ids: list[str]
+    ids: list[str | BulkTarget]
     body: dict[str, Any] | None = None
     merge: bool = False
 
@@ -148,7 +149,7 @@ class _Resource:
     async def _render(
         self, doc: Document, request: str, fields: Sequence[str] | None = None
     ) -> dict[str, Any]:
-        out = render_document(doc)
+        out = visible(self.spec, render_document(doc))
         extend = self.extenders[request]
         if extend is not None:
             out.update(await extend(out))
@@ -374,7 +375,7 @@ class DocumentResource(_Resource):
     ) -> None:
         reject_unknown(pairs(req.query_string))
         doc = await self.documents.at_revision(id, _integer(rev, "{rev}"))
-        send(resp, render_document(doc), etag=None)
+        send(resp, visible(self.spec, render_document(doc)), etag=None)
 
     async def on_post_revert(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str

@@ -8,6 +8,12 @@ flight finish. Answers of ``GZIP_MIN`` bytes or more are gzipped for clients
 that accept it (:func:`served`). The store is opened once before uvicorn
 starts, so an unreachable one is one line, not a failed lifespan.
 ``eventdocs serve`` calls :func:`run`.
+
+A SQLite file has one owner: :func:`run` claims it before uvicorn starts, so
+a second server on the same file is refused with one line. For
+``uvicorn --factory eventdocs.http.serve:from_environment`` each worker
+claims it when it builds the app; with ``--workers 2`` the second is refused
+and exits with uvicorn's startup-failure code, which stops the whole command.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, Final
@@ -30,14 +37,16 @@ from eventdocs.http.auth import Tokens, read_tokens_file, tokens_of_target
 from eventdocs.http.logs import FORMATS, LEVELS, configure
 from eventdocs.resources import load_target, load_views
 from eventdocs.service import Service
-from eventdocs.storage import open_store
+from eventdocs.storage import open_store, sqlite_path
+from eventdocs.storage.sqlite.owner import claim
 
-__all__ = ["GZIP_MIN", "build_app", "main", "probe_store", "run", "served"]
+__all__ = ["GZIP_MIN", "build_app", "from_environment", "main", "probe_store", "run", "served"]
 
 log = logging.getLogger("eventdocs.serve")
 
 DEFAULT_STORE = "eventdocs.db"
 GRACEFUL_SHUTDOWN_SECONDS = 10
+_STARTUP_FAILURE = 3  # uvicorn's: its supervisor stops instead of restarting the worker
 # Below this many bytes gzip saves less than it costs (docs/operations.md has the figures).
 GZIP_MIN: Final = 1024
 _DEFAULTS = Limits()
@@ -165,7 +174,6 @@ def run(
         cors_origins=cors_origins,
         access_log=access_log,
     )
-    probe_store(store)
     if accepted is not None:
         log.info("%d bearer tokens accepted", len(accepted))
     config = uvicorn.Config(
@@ -179,7 +187,35 @@ def run(
         log_level=log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    uvicorn.Server(config).run()
+    path = sqlite_path(store)
+    ownership = claim(path) if path is not None else None  # refused here: one line, no traceback
+    try:
+        probe_store(store)
+        uvicorn.Server(config).run()
+    finally:
+        if ownership is not None:
+            ownership.release()
+
+
+def from_environment() -> App:
+    """An app factory for uvicorn: TARGET from ``$EVENTDOCS_TARGET``, store ``$EVENTDOCS_STORE``.
+
+    ``uvicorn --factory eventdocs.http.serve:from_environment``. Each worker
+    process claims the SQLite file for as long as it lives; a worker that
+    cannot prints one line and exits with uvicorn's startup-failure code.
+    """
+    try:
+        target = os.environ.get("EVENTDOCS_TARGET")
+        if not target:
+            raise InvalidRequest("set EVENTDOCS_TARGET to the declarations to serve")
+        store = os.environ.get("EVENTDOCS_STORE", DEFAULT_STORE)
+        path = sqlite_path(store)
+        if path is not None:
+            claim(path)  # released by the kernel when the worker exits
+        return build_app(target, store=store, tokens=tokens_of_target(target))
+    except EventdocsError as exc:
+        print(f"eventdocs: error: {' '.join(exc.detail.split())}", file=sys.stderr, flush=True)
+        raise SystemExit(_STARTUP_FAILURE) from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

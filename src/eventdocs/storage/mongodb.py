@@ -72,6 +72,7 @@ from eventdocs.errors import (
     DeclarationError,
     InvalidRequest,
     NotFound,
+    Stale,
     StorageError,
     StoreUnavailable,
 )
@@ -81,9 +82,12 @@ from eventdocs.storage.contract import (
     Appended,
     Checkpoint,
     Document,
+    Guard,
+    Head,
     IndexSpec,
     ProjectionBatch,
 )
+from eventdocs.storage.loading import load_in_chunks
 from eventdocs.storage.mongo_bson import (
     OPEN,
     ROW_FIELDS,
@@ -348,11 +352,23 @@ class MongoStore:
 
     @_boundary
     async def append(
-        self, resource: str, drafts: Sequence[Draft], *, idempotency_key: str | None = None
+        self,
+        resource: str,
+        drafts: Sequence[Draft],
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        guards: Sequence[Guard] = (),
     ) -> Appended:
         r = await self._res(resource)
         if self._db is None:
             raise StorageError("the store is not open")
+        # Checked before the append, not atomically with it: not yet decided across processes.
+        for guard in guards:
+            head = await self.read_head(resource, guard.id, after_toa=self.clock.now())
+            late = guard.before is not None and self.clock.now() >= guard.before
+            if head.seq != guard.head or late:
+                raise Stale(f"{resource} {guard.id!r} changed since the write was decided")
         call = _Call(list(drafts), idempotency_key)
         self._queues.setdefault(r, []).append(call)
         if r not in self._drains:
@@ -519,10 +535,28 @@ class MongoStore:
         )
         await self._write_batch(r, start, len(events), list(events), [])
 
+    async def load_stream(self, events: Iterable[Event]) -> dict[str, int]:
+        return await load_in_chunks(self, events)
+
     @_boundary
-    async def find_idempotent(self, resource: str, key: str) -> list[Event] | None:
+    async def find_idempotent(
+        self, resource: str, key: str, *, fingerprint: str | None = None
+    ) -> list[Event] | None:
         r = await self._res(resource)
         return (await self._used_keys(r, [key])).get(key)
+
+    @_boundary
+    async def read_head(self, resource: str, id: str, *, after_toa: int) -> Head:
+        r = await self._res(resource)
+        log = self._coll(f"{r}_revisions")
+        hwm = await self._hwm(r)
+        live = {"id": id, "_id": {"$lte": hwm}, "void": {"$exists": False}}
+        last = await log.find_one(live, sort=[("_id", -1)])
+        if last is None:
+            return Head()
+        later = {**live, "toa": {"$gt": after_toa}, "action": {"$ne": "cancel"}}
+        nxt = await log.find_one(later, sort=[("toa", 1)])
+        return Head(int(last["_id"]), None if nxt is None else int(nxt["toa"]))
 
     async def _events(
         self, r: str, query: Doc, sort: list[tuple[str, int]], limit: int = 0
