@@ -316,6 +316,10 @@ async def test_large_answers_are_gzipped_small_ones_not() -> None:
         assert gzip.decompress(large.content) == plain.content
         small = await client.simulate_get("/healthz", headers=accept)
         assert len(small.content) < GZIP_MIN and "content-encoding" not in small.headers
+        head = await client.simulate_head("/openapi.json", headers=accept)
+        assert head.status_code == 200 and head.content == b""
+        for name in ("content-encoding", "content-length", "content-type", "vary"):
+            assert head.headers.get(name) == large.headers.get(name), name
 
 
 def test_gzip_min_zero_serves_the_app_as_it_is() -> None:

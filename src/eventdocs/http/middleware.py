@@ -2,7 +2,8 @@
 
 * ``HEAD`` is answered by the route's ``GET`` responder: falcon keeps the
   status and headers (``Content-Length`` included) and drops the body, so
-  every ``GET`` route, present or added later, answers ``HEAD`` alike.
+  every ``GET`` route, present or added later, answers ``HEAD`` alike. Under
+  ``serve`` the body is dropped after gzip instead (:func:`~eventdocs.http.serve.served`).
 * ``X-Request-ID``: a client's id (up to 128 visible ASCII characters) is
   kept, otherwise one is made; it is answered back and carried by every log
   record written while the request is served (``request_id``).
@@ -40,7 +41,10 @@ class HeadAsGet:
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         if req.method == "HEAD":
             req.context.head = True
+            req.context.head_here = True
             req.method = "GET"
+        elif req.scope.get("eventdocs.head"):
+            req.context.head = True  # a HEAD the server drops the body of (after gzip)
 
     async def process_response(
         self,
@@ -49,7 +53,7 @@ class HeadAsGet:
         resource: object,
         req_succeeded: bool,
     ) -> None:
-        if getattr(req.context, "head", False):
+        if getattr(req.context, "head_here", False):
             req.method = "HEAD"
 
 

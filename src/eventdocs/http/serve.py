@@ -78,7 +78,33 @@ def served(app: App, *, gzip_min: int = GZIP_MIN) -> Any:
     """
     if gzip_min <= 0:
         return app
-    return GZipMiddleware(app, minimum_size=gzip_min, compresslevel=6)
+    return _HeadAfterGzip(GZipMiddleware(app, minimum_size=gzip_min, compresslevel=6))
+
+
+class _HeadAfterGzip:
+    """Answer ``HEAD`` as ``GET`` through gzip, then drop the body.
+
+    So a ``HEAD`` gets exactly the headers of the ``GET`` (``Content-Encoding``
+    and the compressed ``Content-Length``): gzip decides on the real body.
+    The app is told (``scope["eventdocs.head"]``) so its logs still say HEAD.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET", "eventdocs.head": True}, receive, headers_only)
 
 
 def probe_store(url: str) -> None:
