@@ -113,6 +113,10 @@ async def test_if_match_takes_a_list_and_never_a_weak_tag(api: Api) -> None:
         path, json={"title": "x"}, headers={"If-Match": '"7", W/"1", "1"'}
     )
     assert listed.status_code == 200 and listed.json["_rev"] == 2
+    scheduled = await api.client.simulate_patch(
+        path, json={"title": "y"}, headers={"If-Match": '"2", "3"', "TOA": api.toa(60)}
+    )
+    assert assert_problem(scheduled, 400)["errors"][0]["path"] == "If-Match"
     deleted = await api.client.simulate_delete(path, headers={"If-Match": '"5", "2"'})
     assert deleted.status_code == 204
 

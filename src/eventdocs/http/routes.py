@@ -191,13 +191,16 @@ class _Resource:
             return
         send(resp, await self._render(doc, request), status, etag=doc.rev)
 
-    async def _if_match(self, req: falcon.asgi.Request, doc_id: str) -> int | None:
+    async def _if_match(
+        self, req: falcon.asgi.Request, doc_id: str, toa: int | None = None
+    ) -> int | None:
         """The revision to make a write conditional on, from an ``If-Match`` list.
 
         The document API checks one revision atomically with the append: the
         current one when the list names it (a change in between answers 412,
         as it should), else the first, which fails with the current revision
-        in the problem.
+        in the problem. A scheduled write's revision is decided at its TOA,
+        when no one can pick from a list: it takes one ETag (400 otherwise).
         """
         revs = if_match_list(req)
         if revs is None:
@@ -206,6 +209,11 @@ class _Resource:
             raise PreconditionFailed(
                 "If-Match names no strong ETag (a weak ETag never matches)",
                 [ErrorDetail("If-Match", 'use the strong ETag, such as "3"')],
+            )
+        if len(set(revs)) > 1 and toa is not None and toa > self.clock.now():
+            raise InvalidRequest(
+                "a scheduled write is checked at its time of action: If-Match takes one ETag",
+                [ErrorDetail("If-Match", "one ETag with a future Caesium-TOA")],
             )
         if len(revs) > 1:
             try:
@@ -344,7 +352,8 @@ class DocumentResource(_Resource):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, doc_id: str, *, merge: bool
     ) -> None:
         reject_unknown(pairs(req.query_string))
-        toa, match = toa_header(req), await self._if_match(req, doc_id)
+        toa = toa_header(req)
+        match = await self._if_match(req, doc_id, toa)
         media = (JSON, MERGE_PATCH) if merge else (JSON,)
         body = await read_json(req, self.max_body, media=media)
         result = await self.documents.update(doc_id, body, merge=merge, toa=toa, if_match=match)
@@ -354,7 +363,8 @@ class DocumentResource(_Resource):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str
     ) -> None:
         reject_unknown(pairs(req.query_string))
-        toa, match = toa_header(req), await self._if_match(req, id)
+        toa = toa_header(req)
+        match = await self._if_match(req, id, toa)
         result = await self.documents.delete(id, toa=toa, if_match=match)
         if result.scheduled:
             send(resp, render_event(result.event), 202)
@@ -381,7 +391,8 @@ class DocumentResource(_Resource):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str
     ) -> None:
         reject_unknown(pairs(req.query_string))
-        toa, match = toa_header(req), await self._if_match(req, id)
+        toa = toa_header(req)
+        match = await self._if_match(req, id, toa)
         key = req.get_header("Idempotency-Key")
         body = struct_from(RevertBody, await read_json(req, self.max_body), "the revert request")
         if (body.to_revision is None) == (body.as_of is None):
