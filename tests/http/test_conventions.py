@@ -273,7 +273,7 @@ async def test_every_scalar_field_sorts_unless_declared_otherwise() -> None:
 PREFLIGHT = {
     "Origin": "https://app.example",
     "Access-Control-Request-Method": "PATCH",
-    "Access-Control-Request-Headers": "content-type, if-match",
+    "Access-Control-Request-Headers": "authorization, content-type, if-match",
 }
 
 
@@ -293,6 +293,7 @@ async def test_cors_allows_the_configured_origins_even_with_tokens() -> None:
         assert preflight.status_code == 200, preflight.text
         assert preflight.headers["access-control-allow-origin"] == "https://app.example"
         assert "PATCH" in preflight.headers["access-control-allow-methods"]
+        assert "authorization" in preflight.headers["access-control-allow-headers"]
         got = await client.simulate_get(
             "/v1/post",
             headers={"Origin": "https://app.example", "Authorization": f"Bearer {secret}"},
