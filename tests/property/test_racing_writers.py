@@ -13,6 +13,7 @@ TOA, and only by it), the log holds exactly the answered events, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,8 @@ async def race(backend: str, setup: list[Any], batch: list[Any]) -> None:
         try:
             docs = service.documents("note")
             for op in setup:
-                try:
+                with contextlib.suppress(EventdocsError):
                     await write(docs, op, clock.now())
-                except EventdocsError:
-                    pass
             before = await service.store.last_seq("note")
             answers = await asyncio.gather(
                 *(write(docs, op, clock.now()) for op in batch), return_exceptions=True
