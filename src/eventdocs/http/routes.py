@@ -134,9 +134,9 @@ class _Resource:
         self.documents = documents
         self.spec = documents.spec
         self.prefix = documents.spec.prefix
-        self.clock = documents.service.clock
+        self.clock = documents.clock
         self.max_body = max_body
-        self.max_limit = documents.service.limits.query_limit
+        self.max_limit = documents.limits.query_limit
         self.extenders: dict[str, Extender | None] = {
             r: extender(self.spec, r, documents) for r in ("query", "get", "create", "update")
         }
