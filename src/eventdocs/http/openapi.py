@@ -93,6 +93,29 @@ def openapi_document(specs: Sequence[ResourceSpec]) -> dict[str, Any]:
     }
 
 
+def filter_params(fields: Iterable[tuple[str, Field]]) -> list[dict[str, Any]]:
+    """The ``field__op`` query parameters of section 4 for ``fields`` (resources and views)."""
+    params: list[dict[str, Any]] = []
+    for name, f in fields:
+        for op in f.operators:
+            value = _filter_schema(f)
+            one: dict[str, Any] = {"name": f"{name}__{op}", "in": "query"}
+            if op == "null":
+                value = {"type": "boolean"}
+            elif op in ("in", "notin"):
+                if value.get("type") == "string":
+                    # commas separate values; one with a comma is "quoted"
+                    value = {**value, "pattern": '^[^,"]+$'}
+                value = {"type": "array", "items": value, "minItems": 1}
+                one.update(style="form", explode=False)
+            one["schema"] = value
+            one["description"] = f"{op} ({', '.join(f.operators)} allowed on {name})"
+            params.append(one)
+            if op == "equal":
+                params.append({**one, "name": name, "description": f"{name} equals"})
+    return params
+
+
 def _filter_schema(field: Field) -> dict[str, Any]:
     """The schema of one query-string value compared with ``field``."""
     schema = field.json_schema()
@@ -474,24 +497,7 @@ class _Resource:
         }
 
     def query_params(self) -> list[dict[str, Any]]:
-        params: list[dict[str, Any]] = []
-        for name, f in _filterable(self.spec):
-            for op in f.operators:
-                value = _filter_schema(f)
-                one: dict[str, Any] = {"name": f"{name}__{op}", "in": "query"}
-                if op == "null":
-                    value = {"type": "boolean"}
-                elif op in ("in", "notin"):
-                    if value.get("type") == "string":
-                        # commas separate values; one with a comma is "quoted"
-                        value = {**value, "pattern": '^[^,"]+$'}
-                    value = {"type": "array", "items": value, "minItems": 1}
-                    one.update(style="form", explode=False)
-                one["schema"] = value
-                one["description"] = f"{op} ({', '.join(f.operators)} allowed on {name})"
-                params.append(one)
-                if op == "equal":
-                    params.append({**one, "name": name, "description": f"{name} equals"})
+        params = filter_params(_filterable(self.spec))
         sortable = ["id", *(n for n, f in self.spec.fields.items() if f.sortable and n != "id")]
         params.append(
             {

@@ -20,7 +20,7 @@ import falcon.asgi
 
 from eventdocs.errors import ErrorDetail, InvalidRequest
 from eventdocs.http.components import REF, json_content, page, param, problem
-from eventdocs.http.openapi import _filter_schema, _names_pattern
+from eventdocs.http.openapi import _names_pattern, filter_params
 from eventdocs.http.query import (
     QUERY_PARAMETERS,
     ReadTimes,
@@ -154,23 +154,7 @@ def _row_schema(view: View) -> dict[str, Any]:
 
 
 def _query_params(view: View) -> list[dict[str, Any]]:
-    params: list[dict[str, Any]] = []
-    for name, f in view.fields.items():
-        for op in f.operators:
-            value = _filter_schema(f)
-            one: dict[str, Any] = {"name": f"{name}__{op}", "in": "query"}
-            if op == "null":
-                value = {"type": "boolean"}
-            elif op in ("in", "notin"):
-                if value.get("type") == "string":
-                    value = {**value, "pattern": "^[^,]+$"}
-                value = {"type": "array", "items": value, "minItems": 1}
-                one.update(style="form", explode=False)
-            one["schema"] = value
-            one["description"] = f"{op} ({', '.join(f.operators)} allowed on {name})"
-            params.append(one)
-            if op == "equal":
-                params.append({**one, "name": name, "description": f"{name} equals"})
+    params = filter_params(view.fields.items())
     sortable = [n for n, f in view.fields.items() if f.sortable]
     if sortable:
         params.append(
