@@ -25,7 +25,7 @@ from eventdocs.storage.contract import (
     ProjectionBatch,
 )
 
-__all__ = ["Difference", "documents_of", "replay", "verify"]
+__all__ = ["Difference", "documents_of", "replay", "replay_generic", "verify"]
 
 Progress = Callable[[int], None]
 
@@ -94,6 +94,28 @@ async def replay(
     chunk: int = 5000,
 ) -> int:
     """Rebuild the history and master collection of ``resource`` from its log.
+
+    A store with a fast path of its own (``rebuild_projection``: SQLite builds
+    fresh tables beside the live ones and swaps them in) uses it; the others
+    get :func:`replay_generic`. Returns the number of events folded.
+    """
+    fast = getattr(store, "rebuild_projection", None)
+    if fast is not None:
+        done: int | None = await fast(resource, now=now, progress=progress)
+        if done is not None:
+            return done
+    return await replay_generic(store, resource, now=now, progress=progress, chunk=chunk)
+
+
+async def replay_generic(
+    store: EventStore,
+    resource: str,
+    *,
+    now: int,
+    progress: Progress | None = None,
+    chunk: int = 5000,
+) -> int:
+    """Rebuild the history and master collection of ``resource`` through the contract.
 
     Returns the number of events folded; ``progress`` gets each chunk's count.
     Folding a chunk overlaps with writing the one before (the store writes on

@@ -38,6 +38,7 @@ from eventdocs.storage.contract import (
 from eventdocs.storage.loading import check_cancel, check_next
 from eventdocs.storage.sqlite.compile import _compile, _operand, _sql_decimal, _sql_lower
 from eventdocs.storage.sqlite.owner import Ownership, claim
+from eventdocs.storage.sqlite.rebuild import drop_leftovers, rebuild
 from eventdocs.storage.sqlite.schema import (
     _CHECKPOINT,
     _RESERVED,
@@ -134,6 +135,7 @@ class SQLiteStore:
             self._writer.thread.start()
             await self._call(partial(_run_script, _SCHEMA.split(";")))
             await self._call(_migrate)
+            await self._call(drop_leftovers)  # of a rebuild killed before its swap
             self._open_reader(read_only=False)
         except BaseException:
             await self.close()
@@ -551,3 +553,21 @@ class SQLiteStore:
             c.execute("DELETE FROM eventdocs_view_checkpoints WHERE view = ?", (v,))
 
         await self._call(run, lambda: self._views.add(v))
+
+    # -- rebuild ------------------------------------------------------------------
+
+    async def rebuild_projection(
+        self, resource: str, *, now: int, progress: Callable[[int], None] | None = None
+    ) -> int | None:
+        """Rebuild ``resource``'s history and master beside the live ones, then swap
+        (:mod:`.rebuild`); the events folded, or ``None`` where that cannot be done
+        (an in-memory database: the generic replay does it)."""
+        self._res(resource)
+        if self._writer is None:
+            raise StorageError("the store is not open")
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            return None
+        return await rebuild(
+            self.path, resource, self._call, now=now,
+            clock=self.clock.now, progress=progress,
+        )  # fmt: skip

@@ -1,0 +1,322 @@
+"""The SQLite rebuild: a resource's history and master built beside the live ones, then swapped.
+
+Three threads overlap: a reader streams the log in ``(id, seq)`` order on a
+connection of its own and folds each document (:func:`document_rows`, which
+is :func:`eventdocs.fold.step` applied as :func:`eventdocs.fold.fold`
+applies it); the writer thread inserts each folded chunk into fresh tables
+(``eventdocs_rebuild_<r>``, ``eventdocs_rebuild_<r>_history``) that have no
+secondary index yet, so every insert is an append in key order; the event
+loop only passes chunks along, so a server keeps answering meanwhile. Each
+chunk is its own short writer transaction: appends interleave with the
+build, and the live tables stay what readers and the projector use.
+
+The swap is one writer transaction: the documents written since the build
+started (and writes that came due since its valid time) are folded again
+into the fresh tables, the live tables are dropped, the fresh ones renamed,
+their indexes created, the checkpoint set. A rebuild killed at any point
+before that commit leaves the live projection as it was; the fresh tables
+it left are dropped at the next open (:func:`drop_leftovers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+
+from eventdocs.events import Cancel, Event, decode_event
+from eventdocs.fold import MISSING, DocState, cancelled_targets, order_key, step
+from eventdocs.storage.sqlite.schema import _encode
+
+__all__ = ["PREFIX", "RebuildPlan", "document_rows", "drop_leftovers"]
+
+PREFIX = "eventdocs_rebuild_"
+_CHUNK = 5000  # events per writer transaction
+Row = tuple[str, str | None, int, int, int, int | None]  # id, doc, rev, updated, seq, valid_to
+
+
+def drop_leftovers(conn: sqlite3.Connection) -> None:
+    """Drop the fresh tables of a rebuild that never swapped (killed, failed)."""
+    names = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB ?", (PREFIX + "*",)
+    ).fetchall()
+    for (name,) in names:
+        conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
+def document_rows(doc_id: str, events: list[Event], now: int) -> tuple[list[Row], Row | None]:
+    """The history rows and the master row (at valid time ``now``) of one document.
+
+    The fold of :func:`eventdocs.fold.fold` without its per-event results:
+    events in ``(toa, seq)`` order, cancelled ones and cancels skipped, every
+    other one through :func:`eventdocs.fold.step`; each applied state is a
+    row valid until the next one's TOA. A property test holds it equal to
+    the rows :func:`eventdocs.projections.replay.expected_rows` derives from
+    ``fold``.
+    """
+    events.sort(key=order_key)
+    cancelled: dict[int, int] = {}
+    if any(type(e) is Cancel for e in events):
+        cancelled = cancelled_targets(events)[0]
+    state: DocState = MISSING
+    states: list[DocState] = []
+    for event in events:
+        if type(event) is Cancel or event.seq in cancelled:
+            continue
+        state, failure = step(state, event)
+        if failure is None:
+            states.append(state)
+    rows: list[Row] = []
+    master: Row | None = None
+    last = len(states) - 1
+    for i, s in enumerate(states):
+        doc = None if s.data is None else _encode(s.data).decode()
+        assert s.updated is not None
+        valid_to = states[i + 1].updated if i < last else None
+        rows.append((doc_id, doc, s.rev, s.updated, s.seq, valid_to))
+        if s.updated <= now:
+            master = None if doc is None else (doc_id, doc, s.rev, s.updated, s.seq, None)
+    return rows, master
+
+
+class _Chunk:
+    """One writer transaction's worth of folded rows."""
+
+    __slots__ = ("events", "history", "masters")
+
+    def __init__(self) -> None:
+        self.history: list[Row] = []
+        self.masters: list[Row] = []
+        self.events = 0
+
+
+_decode_events = msgspec.json.Decoder(list[Event]).decode
+_INSERT_ROWS = 500  # rows per INSERT statement: one step, one GIL release for all of them
+
+
+def _inserts(
+    conn: sqlite3.Connection, table: str, rows: list[Row], cache: dict[tuple[str, int], str]
+) -> None:
+    """Insert ``rows`` with multi-row INSERTs: binding holds the GIL, the step does not."""
+    for i in range(0, len(rows), _INSERT_ROWS):
+        part = rows[i : i + _INSERT_ROWS]
+        sql = cache.get((table, len(part)))
+        if sql is None:
+            values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(part))
+            sql = cache[(table, len(part))] = (
+                f'INSERT INTO "{table}" (id, doc, rev, updated, seq, valid_to) VALUES {values}'
+            )
+        conn.execute(sql, [value for row in part for value in row])
+
+
+class RebuildPlan:
+    """The statements of one resource's rebuild, read from the live schema."""
+
+    def __init__(self, conn: sqlite3.Connection, resource: str) -> None:
+        r = resource
+        self.resource = r
+        self.log = f'"{r}_revisions"'
+        self.live = (r, f"{r}_history")
+        self.fresh = (f"{PREFIX}{r}", f"{PREFIX}{r}_history")
+        tables = dict(
+            conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+                self.live,
+            ).fetchall()
+        )
+        self.create = [
+            tables[live].replace(f'CREATE TABLE "{live}"', f'CREATE TABLE "{fresh}"', 1)
+            for live, fresh in zip(self.live, self.fresh, strict=True)
+        ]
+        # Every index of the live tables (declared fields, valid times), made again after
+        # the swap: on tables filled in key order, one sort each instead of random inserts.
+        self.indexes = [
+            sql
+            for (sql,) in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN (?, ?)"
+                " AND sql IS NOT NULL",
+                self.live,
+            )
+        ]
+        master, history = (f'"{name}"' for name in self.fresh)
+        self.statements: dict[tuple[str, int], str] = {}
+        self.drop_doc = (
+            f"DELETE FROM {history} WHERE id = ?",
+            f"DELETE FROM {master} WHERE id = ?",
+        )
+
+    def start(self, conn: sqlite3.Connection) -> None:
+        """Create the fresh tables (dropping any a killed rebuild left)."""
+        for name in self.fresh:
+            conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+        for sql in self.create:
+            conn.execute(sql)
+
+    def write(self, conn: sqlite3.Connection, chunk: _Chunk) -> None:
+        _inserts(conn, self.fresh[1], chunk.history, self.statements)
+        _inserts(conn, self.fresh[0], chunk.masters, self.statements)
+
+    def swap(
+        self, conn: sqlite3.Connection, *, max_seq: int, now: int, clock: Callable[[], int]
+    ) -> tuple[int, int]:
+        """Catch the fresh tables up with the log, make them the live ones; the checkpoint.
+
+        Runs in one writer transaction, so no append comes in between: the
+        documents with events after ``max_seq``, and those with a write that
+        came due after ``now``, are folded again from their whole log.
+        """
+        last, recorded = conn.execute(
+            f"SELECT coalesce(max(seq), 0), coalesce(max(recorded_at), 0) FROM {self.log}"
+        ).fetchone()
+        at = max(clock(), recorded, now)
+        touched = conn.execute(
+            f"SELECT id FROM {self.log} WHERE seq > ?1"
+            f" UNION SELECT id FROM {self.log} WHERE toa > ?2 AND toa <= ?3",
+            (max_seq, now, at),
+        ).fetchall()
+        chunk = _Chunk()
+        for (doc_id,) in touched:
+            events = [
+                decode_event(d)
+                for (d,) in conn.execute(f"SELECT data FROM {self.log} WHERE id = ?", (doc_id,))
+            ]
+            for statement in self.drop_doc:
+                conn.execute(statement, (doc_id,))
+            rows, master = document_rows(doc_id, events, at)
+            chunk.history += rows
+            if master is not None:
+                chunk.masters.append(master)
+        # Masters not touched were folded at ``now``; nothing of theirs came due since.
+        self.write(conn, chunk)
+        for live, fresh in zip(self.live, self.fresh, strict=True):
+            conn.execute(f'DROP TABLE "{live}"')
+            conn.execute(f'ALTER TABLE "{fresh}" RENAME TO "{live}"')
+        for sql in self.indexes:
+            conn.execute(sql)
+        conn.execute(
+            "INSERT OR REPLACE INTO eventdocs_checkpoints VALUES (?, ?, ?)",
+            (self.resource, last, at),
+        )
+        return last, at
+
+
+def read_folded(
+    path: str,
+    plan: RebuildPlan,
+    *,
+    max_seq: int,
+    now: int,
+    out: queue.Queue[_Chunk | BaseException | None],
+    stop: threading.Event,
+) -> None:
+    """The reader thread: stream the log by document, fold, put chunks on ``out``."""
+    try:
+        uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA cache_size=-65536")
+            # One row per document, its events as one JSON array (any order: the fold
+            # sorts them): one step and one decode per document, not per event.
+            cursor = conn.execute(
+                f"SELECT id, '[' || group_concat(data) || ']' FROM {plan.log}"
+                " WHERE seq <= ? GROUP BY id ORDER BY id",
+                (max_seq,),
+            )
+            chunk = _Chunk()
+            for doc_id, data in _rows(cursor):
+                events = _decode_events(data)
+                rows, master = document_rows(doc_id, events, now)
+                chunk.history += rows
+                if master is not None:
+                    chunk.masters.append(master)
+                chunk.events += len(events)
+                if chunk.events >= _CHUNK:
+                    out.put(chunk)
+                    chunk = _Chunk()
+                    if stop.is_set():
+                        return
+            out.put(chunk)
+        finally:
+            conn.close()
+        out.put(None)
+    except BaseException as exc:  # handed to the loop, which raises it
+        out.put(exc)
+
+
+def _rows(cursor: sqlite3.Cursor) -> Iterator[Any]:
+    while rows := cursor.fetchmany(500):
+        yield from rows
+
+
+async def rebuild(
+    path: str,
+    resource: str,
+    call: Callable[..., Any],
+    *,
+    now: int,
+    clock: Callable[[], int],
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Rebuild ``resource``'s projection of the SQLite file at ``path``; events folded.
+
+    ``call(run, sync=...)`` runs ``run(conn)`` in a writer transaction (the
+    store's ``_call``).
+    """
+    plan: RebuildPlan = await call(lambda c: RebuildPlan(c, resource), sync=None)
+    max_seq: int = await call(
+        lambda c: c.execute(f"SELECT coalesce(max(seq), 0) FROM {plan.log}").fetchone()[0],
+        sync=None,
+    )
+    await call(plan.start)
+    chunks: queue.Queue[_Chunk | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    reader = threading.Thread(
+        target=read_folded,
+        args=(path, plan),
+        kwargs={"max_seq": max_seq, "now": now, "out": chunks, "stop": stop},
+        name="eventdocs-rebuild-reader",
+        daemon=True,
+    )
+    reader.start()
+    total = 0
+    writing: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            item = await asyncio.to_thread(chunks.get)
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(call(_writer_of(plan, item)))
+            total += item.events
+            if progress is not None and item.events:
+                progress(item.events)
+        if writing is not None:
+            await writing
+        await call(lambda c: plan.swap(c, max_seq=max_seq, now=now, clock=clock))
+    except BaseException:
+        with contextlib.suppress(Exception):  # else the next open drops them
+            await call(lambda c: [c.execute(f'DROP TABLE IF EXISTS "{n}"') for n in plan.fresh])
+        raise
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                chunks.get_nowait()
+            except queue.Empty:
+                await asyncio.sleep(0.01)
+    return total
+
+
+def _writer_of(plan: RebuildPlan, chunk: _Chunk) -> Callable[[sqlite3.Connection], None]:
+    return lambda conn: plan.write(conn, chunk)

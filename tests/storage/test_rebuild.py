@@ -1,0 +1,209 @@
+"""The SQLite rebuild: equal to the fold, views included, and safe to kill."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from blog import Post, PostsPerAuthor
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eventdocs.events import Cancel, Create, Delete, Event, Revert, Update
+from eventdocs.projections.projector import in_effect
+from eventdocs.projections.replay import expected_rows, replay, verify
+from eventdocs.projections.views import rebuild_view
+from eventdocs.storage.sqlite import SQLiteStore
+from eventdocs.storage.sqlite.rebuild import PREFIX, document_rows
+from eventdocs.times import ManualClock
+
+SECOND = 1_000_000
+START = 1_700_000_000_000_000
+IDS = ("a", "b", "c", "d")
+
+step = st.tuples(
+    st.sampled_from(range(len(IDS))),
+    st.sampled_from(["create", "update", "update", "merge", "delete", "revert", "cancel"]),
+    st.integers(-5, 5),  # TOA in seconds from when it is recorded: backdated or scheduled
+    st.sampled_from([None, None, 0, 1, 2, 3]),  # expect_rev (If-Match)
+    st.integers(0, 40),  # which earlier event a cancel targets
+    st.sampled_from(["ann", "bob", None]),
+)
+
+
+def log_of(steps: list[tuple[Any, ...]]) -> list[Event]:
+    """Events as a store records them: seqs from 1, recorded one second apart."""
+    events: list[Event] = []
+    for seq, (doc, action, offset, expect, pick, author) in enumerate(steps, 1):
+        recorded = START + seq * SECOND
+        common: dict[str, Any] = {
+            "seq": seq,
+            "resource": "post",
+            "id": IDS[doc],
+            "toa": recorded + offset * SECOND,
+            "recorded_at": recorded,
+        }
+        body = {"title": f"t{seq}", "blog": seq % 3, "author": author or "cy"}
+        if action == "create":
+            events.append(Create(body=body, **common))
+        elif action in ("update", "merge"):
+            patch = {"title": f"u{seq}"} if author is None else {"author": author}
+            events.append(Update(body=patch, merge=action == "merge", expect_rev=expect, **common))
+        elif action == "delete":
+            events.append(Delete(expect_rev=expect, **common))
+        elif action == "revert":
+            events.append(
+                Revert(body=None if author is None else body, expect_rev=expect, **common)
+            )
+        else:
+            common["toa"] = recorded
+            events.append(Cancel(target=pick % seq + 1, **common))
+    return events
+
+
+@given(st.lists(step, max_size=40), st.integers(0, 45))
+def test_document_rows_are_the_rows_of_the_fold(steps: list[tuple[Any, ...]], at: int) -> None:
+    now = START + at * SECOND
+    for doc_id in IDS:
+        events = [e for e in log_of(steps) if e.id == doc_id]
+        rows, master = document_rows(doc_id, list(events), now)
+        want = expected_rows(doc_id, events)
+        got = [(d.id, d.data, d.rev, d.updated, d.seq, d.valid_to) for d in want]
+        assert [(i, None if doc is None else _json(doc), *rest) for i, doc, *rest in rows] == got
+        live = in_effect(want, now)
+        if live is None or live.data is None:
+            assert master is None
+        else:
+            assert master is not None
+            assert (master[0], _json(master[1]), *master[2:]) == (
+                live.id, live.data, live.rev, live.updated, live.seq, None
+            )  # fmt: skip
+
+
+def _json(doc: str | None) -> Any:
+    import msgspec
+
+    return None if doc is None else msgspec.json.decode(doc)
+
+
+async def _store(path: Path, clock: ManualClock) -> SQLiteStore:
+    store = SQLiteStore(path, clock=clock)
+    await store.open()
+    await store.ensure_resource("post", Post.spec().indexes())
+    await store.ensure_view(PostsPerAuthor.name)
+    return store
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(step, min_size=1, max_size=60), st.integers(0, 65))
+def test_a_rebuilt_store_verifies_clean_with_its_views(
+    tmp_path_factory: Any, steps: list[tuple[Any, ...]], at: int
+) -> None:
+    path = tmp_path_factory.mktemp("rebuild") / "s.db"
+
+    async def run() -> None:
+        clock = ManualClock(START + at * SECOND)
+        store = await _store(path, clock)
+        try:
+            events = log_of(steps)
+            clock.set(max(e.recorded_at for e in events))
+            await store.load("post", events)
+            assert await replay(store, "post", now=clock.now()) == len(events)
+            await rebuild_view(store, PostsPerAuthor())
+            assert await verify(store, ["post"], [PostsPerAuthor()]) == []
+            # Again over the projection it wrote: the same, and no fresh table is left.
+            await replay(store, "post", now=clock.now())
+            assert await verify(store, ["post"], [PostsPerAuthor()]) == []
+            tables = await store._call(
+                lambda c: c.execute("SELECT name FROM sqlite_master").fetchall(), sync=None
+            )
+            assert not [t for (t,) in tables if t.startswith(PREFIX)]
+            indexes = {t for (t,) in tables if t.startswith("post__")}
+            assert {"post__author", "post__author_at"} <= indexes
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+_REBUILD = """
+import asyncio, sys
+sys.path.insert(0, {examples!r})
+from blog import Post
+from eventdocs.projections.replay import replay
+from eventdocs.storage.sqlite import SQLiteStore
+from eventdocs.times import SystemClock
+
+async def main():
+    store = SQLiteStore({path!r})
+    await store.open()
+    await store.ensure_resource("post", Post.spec().indexes())
+    await replay(store, "post", now=SystemClock().now())
+
+asyncio.run(main())
+"""
+
+
+def _tables(path: Path) -> list[str]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    finally:
+        conn.close()
+
+
+def test_a_rebuild_killed_before_its_swap_leaves_the_live_projection(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    clock = ManualClock()
+
+    async def fill() -> list[Any]:
+        store = await _store(path, clock)
+        try:
+            for start in range(0, 60_000, 2000):
+                events: list[Event] = [
+                    Create(
+                        seq=seq, resource="post", id=f"p{seq:06d}", toa=clock.now(),
+                        recorded_at=clock.now(),
+                        body={"title": "x" * 40, "blog": seq % 7, "author": f"a{seq % 13}"},
+                    )
+                    for seq in range(start + 1, start + 2001)
+                ]  # fmt: skip
+                await store.load("post", events)
+            await replay(store, "post", now=clock.now())
+            return await store.scan("post", limit=100_000)
+        finally:
+            await store.close()
+
+    before = asyncio.run(fill())
+    examples = str(Path(__file__).resolve().parents[2] / "examples")
+    child = subprocess.Popen(
+        [sys.executable, "-c", _REBUILD.format(examples=examples, path=str(path))]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(t.startswith(PREFIX) for t in _tables(path)):
+            assert child.poll() is None, "the rebuild finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    assert any(t.startswith(PREFIX) for t in _tables(path))
+
+    async def check() -> None:
+        store = await _store(path, clock)
+        try:
+            assert not [t for t in _tables(path) if t.startswith(PREFIX)]  # dropped at open
+            assert await store.scan("post", limit=100_000) == before
+            assert await verify(store, ["post"]) == []
+        finally:
+            await store.close()
+
+    asyncio.run(check())
