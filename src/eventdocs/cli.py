@@ -42,6 +42,7 @@ from eventdocs.projections.views import View, rebuild_view
 from eventdocs.resources import ResourceSpec, load_declarations, load_target, load_views
 from eventdocs.service import Service
 from eventdocs.storage import EventStore, open_store
+from eventdocs.storage.sqlite.owner import StoreOwned
 from eventdocs.times import SystemClock, format_time, parse_time
 
 __all__ = ["main"]
@@ -172,13 +173,16 @@ async def _rebuild(
     total = 0
     for name in names:
         await store.ensure_resource(name, _spec(name, specs).indexes())
+        # A view is rebuilt with the last of its sources replayed here.
+        last = [v for v in views if name in v.sources and name == _last(v, names)]
         with _progress(f"replay {name}", await store.last_seq(name)) as advance:
-            total += await replay(store, name, now=SystemClock().now(), progress=advance)
-    rebuilt = [v for v in views if set(v.sources) & set(names)]
-    for view in rebuilt:
-        await store.ensure_view(view.name)
-        await rebuild_view(store, view)
-    return total, rebuilt
+            now = SystemClock().now()
+            total += await replay(store, name, now=now, progress=advance, views=last)
+    return total, [v for v in views if set(v.sources) & set(names)]
+
+
+def _last(view: View, names: Sequence[str]) -> str:
+    return [n for n in names if n in view.sources][-1]
 
 
 def _spec(name: str, specs: list[ResourceSpec]) -> ResourceSpec:
@@ -379,15 +383,36 @@ def init(folder: Path, force: bool) -> None:
     multiple=True,
     help="Rebuild only this view (repeatable), e.g. once its code is fixed; needs --target.",
 )
+@click.option(
+    "--url",
+    metavar="URL",
+    help="Replay through the server at URL (it owns the store): POST /admin/replay.",
+)
+@click.option(
+    "--token",
+    envvar="EVENTDOCS_TOKEN",
+    metavar="TOKEN",
+    help="Bearer token with the admin scope, for --url [$EVENTDOCS_TOKEN].",
+)
 def replay_command(
-    chosen: tuple[str, ...], store_url: str, target: str | None, view_names: tuple[str, ...]
+    chosen: tuple[str, ...],
+    store_url: str,
+    target: str | None,
+    view_names: tuple[str, ...],
+    url: str | None,
+    token: str | None,
 ) -> None:
     """Rebuild master collections, history and views from the log.
 
     Without --target views are left for the server to rebuild when it starts.
     With --view only those views are rebuilt, from the master collections.
+    With --url the running server that owns the store replays (reads and
+    writes go on meanwhile) and rebuilds the views it serves.
     """
     specs, views = _declared(target)
+    if url is not None:
+        _replay_through(url, token, chosen, store_url, specs)
+        return
     if view_names:
         known = {v.name: v for v in views}
         unknown = [n for n in view_names if n not in known]
@@ -408,11 +433,16 @@ def replay_command(
         return
 
     async def run() -> None:
-        async with _opened(store_url) as store:
-            names = await _resources(store, chosen, specs)
-            started = time.perf_counter()
-            total, rebuilt = await _rebuild(store, names, specs, views)
-            elapsed = time.perf_counter() - started
+        try:
+            async with _opened(store_url) as store:
+                names = await _resources(store, chosen, specs)
+                started = time.perf_counter()
+                total, rebuilt = await _rebuild(store, names, specs, views)
+                elapsed = time.perf_counter() - started
+        except StoreOwned as exc:  # raised by the open only
+            raise StoreOwned(
+                f"{exc.detail}; or replay through that server: eventdocs replay --url URL"
+            ) from None
         click.echo(f"replayed {', '.join(names)}: {_rate(total, elapsed)}")
         if rebuilt:
             click.echo(f"rebuilt views: {', '.join(v.name for v in rebuilt)}")
@@ -420,6 +450,28 @@ def replay_command(
             click.echo("views were not rebuilt (no --target); a server rebuilds them at start")
 
     asyncio.run(run())
+
+
+def _replay_through(
+    url: str, token: str | None, chosen: Sequence[str], store_url: str, specs: list[ResourceSpec]
+) -> None:
+    """Replay each resource through the server at ``url``."""
+    from eventdocs.remote import replay_remote
+
+    names = list(chosen)
+    if not names:  # the store's resources, read beside the server
+
+        async def known() -> list[str]:
+            async with _opened(store_url, readonly=True) as store:
+                return await _resources(store, (), specs)
+
+        names = asyncio.run(known())
+    for name in names:
+        answer = replay_remote(url, name, token)
+        done = f"replayed {name} through {url}: {_rate(answer['events'], answer['seconds'])}"
+        click.echo(done)
+        if answer.get("views"):
+            click.echo(f"rebuilt views: {', '.join(answer['views'])}")
 
 
 @main.command("verify")

@@ -23,6 +23,7 @@ import falcon
 import falcon.asgi
 
 from eventdocs.errors import DeclarationError, ErrorDetail
+from eventdocs.http.admin import ReplayResource
 from eventdocs.http.auth import BearerAuth, Tokens, secure_openapi
 from eventdocs.http.custom import CustomResource, route_template
 from eventdocs.http.docs import DocsResource, IndexResource
@@ -128,6 +129,7 @@ def create_app(
     app.add_route("/docs", docs)
     app.add_route("/docs/static/{name}", docs, suffix="static")
     app.add_route("/", IndexResource([s.prefix for s in service.specs]))
+    app.add_route("/admin/replay/{name}", ReplayResource(service))
     return app
 
 

@@ -50,6 +50,7 @@ import falcon.asgi
 import msgspec
 
 from eventdocs.errors import DeclarationError, ErrorDetail, InvalidRequest
+from eventdocs.http.admin import ReplayResource
 from eventdocs.http.custom import CustomResource
 from eventdocs.http.errors import ProblemError
 from eventdocs.http.health import HealthResource
@@ -289,6 +290,10 @@ class BearerAuth:
             for source in resource.sources(params.get("name", "")):
                 if not token.allows(source, {"read"}):
                     raise self._forbidden(token, {"read"}, source)
+            return
+        if isinstance(resource, ReplayResource):  # maintenance of one resource
+            if not token.allows(params.get("name", ""), {"admin"}):
+                raise self._forbidden(token, {"admin"}, params.get("name", ""))
             return
         name, needed = self.needs(req, resource)
         if name is None:

@@ -171,7 +171,10 @@ class Projector:
         may have taken its first step meanwhile. Views lose what the cleared
         rows gave them, so they are rebuilt too.
         """
-        if await self.store.reset_projection(resource, base=checkpoint):
+        # SQLite (one owner per file) rebuilds beside the live tables, as replay does.
+        fast = getattr(self.store, "rebuild_projection", None)
+        rebuilt = fast is not None and await fast(resource, now=self.clock.now()) is not None
+        if rebuilt or await self.store.reset_projection(resource, base=checkpoint):
             for view in self._views_of.get(resource, []):
                 try:
                     await rebuild_view(self.store, view)

@@ -16,7 +16,7 @@ import msgspec
 from eventdocs.events import Event
 from eventdocs.fold import fold
 from eventdocs.projections.projector import in_effect, link
-from eventdocs.projections.views import Change, View
+from eventdocs.projections.views import Change, View, rebuild_view
 from eventdocs.storage.contract import (
     Checkpoint,
     Document,
@@ -92,19 +92,26 @@ async def replay(
     now: int,
     progress: Progress | None = None,
     chunk: int = 5000,
+    views: Sequence[View] = (),
 ) -> int:
-    """Rebuild the history and master collection of ``resource`` from its log.
+    """Rebuild the history and master collection of ``resource`` from its log, and ``views``.
 
     A store with a fast path of its own (``rebuild_projection``: SQLite builds
-    fresh tables beside the live ones and swaps them in) uses it; the others
-    get :func:`replay_generic`. Returns the number of events folded.
+    fresh tables beside the live ones and swaps them in, views included, in
+    one transaction) uses it; the others get :func:`replay_generic`, then
+    :func:`~eventdocs.projections.views.rebuild_view`. Returns the number of
+    events folded.
     """
     fast = getattr(store, "rebuild_projection", None)
     if fast is not None:
-        done: int | None = await fast(resource, now=now, progress=progress)
+        done: int | None = await fast(resource, now=now, progress=progress, views=views)
         if done is not None:
             return done
-    return await replay_generic(store, resource, now=now, progress=progress, chunk=chunk)
+    total = await replay_generic(store, resource, now=now, progress=progress, chunk=chunk)
+    for view in views:
+        await store.ensure_view(view.name)
+        await rebuild_view(store, view)
+    return total
 
 
 async def replay_generic(

@@ -22,23 +22,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import msgspec
 
 from eventdocs.events import Cancel, Event, decode_event
-from eventdocs.fold import MISSING, DocState, cancelled_targets, order_key, step
-from eventdocs.storage.sqlite.schema import _encode
+from eventdocs.fold import MISSING, DocState, cancelled_targets, step
+from eventdocs.projections.views import Change, View
+from eventdocs.storage.contract import Checkpoint
+from eventdocs.storage.sqlite.schema import _CHECKPOINT, _decode, _encode
 
 __all__ = ["PREFIX", "RebuildPlan", "document_rows", "drop_leftovers"]
 
 PREFIX = "eventdocs_rebuild_"
+_ORDER = operator.attrgetter("toa", "seq")
 _CHUNK = 5000  # events per writer transaction
 Row = tuple[str, str | None, int, int, int, int | None]  # id, doc, rev, updated, seq, valid_to
 
@@ -62,7 +67,7 @@ def document_rows(doc_id: str, events: list[Event], now: int) -> tuple[list[Row]
     the rows :func:`eventdocs.projections.replay.expected_rows` derives from
     ``fold``.
     """
-    events.sort(key=order_key)
+    events.sort(key=_ORDER)  # order_key's order, computed in C
     cancelled: dict[int, int] = {}
     if any(type(e) is Cancel for e in events):
         cancelled = cancelled_targets(events)[0]
@@ -99,7 +104,9 @@ class _Chunk:
 
 
 _decode_events = msgspec.json.Decoder(list[Event]).decode
-_INSERT_ROWS = 500  # rows per INSERT statement: one step, one GIL release for all of them
+# Rows per INSERT statement (6 parameters each, under SQLite's 32,766): one step, so one
+# GIL release and reacquire for all of them, not one per row while the fold holds the GIL.
+_INSERT_ROWS = 5000
 
 
 def _inserts(
@@ -148,6 +155,8 @@ class RebuildPlan:
         ]
         master, history = (f'"{name}"' for name in self.fresh)
         self.statements: dict[tuple[str, int], str] = {}
+        # Where the time went, in seconds: for ``eventdocs bench`` and the profile.
+        self.timings: dict[str, float] = {"read_fold": 0.0, "insert": 0.0}
         self.drop_doc = (
             f"DELETE FROM {history} WHERE id = ?",
             f"DELETE FROM {master} WHERE id = ?",
@@ -161,17 +170,26 @@ class RebuildPlan:
             conn.execute(sql)
 
     def write(self, conn: sqlite3.Connection, chunk: _Chunk) -> None:
+        started = time.perf_counter()
         _inserts(conn, self.fresh[1], chunk.history, self.statements)
         _inserts(conn, self.fresh[0], chunk.masters, self.statements)
+        self.timings["insert"] += time.perf_counter() - started
 
     def swap(
-        self, conn: sqlite3.Connection, *, max_seq: int, now: int, clock: Callable[[], int]
+        self,
+        conn: sqlite3.Connection,
+        *,
+        max_seq: int,
+        now: int,
+        clock: Callable[[], int],
+        views: Sequence[View] = (),
     ) -> tuple[int, int]:
         """Catch the fresh tables up with the log, make them the live ones; the checkpoint.
 
         Runs in one writer transaction, so no append comes in between: the
         documents with events after ``max_seq``, and those with a write that
-        came due after ``now``, are folded again from their whole log.
+        came due after ``now``, are folded again from their whole log. ``views``
+        are rebuilt from the new master rows in the same transaction.
         """
         last, recorded = conn.execute(
             f"SELECT coalesce(max(seq), 0), coalesce(max(recorded_at), 0) FROM {self.log}"
@@ -196,16 +214,62 @@ class RebuildPlan:
                 chunk.masters.append(master)
         # Masters not touched were folded at ``now``; nothing of theirs came due since.
         self.write(conn, chunk)
+        marks = [time.perf_counter()]
         for live, fresh in zip(self.live, self.fresh, strict=True):
             conn.execute(f'DROP TABLE "{live}"')
             conn.execute(f'ALTER TABLE "{fresh}" RENAME TO "{live}"')
+        marks.append(time.perf_counter())
         for sql in self.indexes:
             conn.execute(sql)
+        marks.append(time.perf_counter())
+        for view in views:
+            self.rebuild_view(conn, view, Checkpoint(last, at))
+        marks.append(time.perf_counter())
+        self.timings["drop_rename"] = marks[1] - marks[0]
+        self.timings["views"] = marks[3] - marks[2]
+        self.timings["indexes"] = marks[2] - marks[1]
+        self.timings["caught_up"] = len(touched)
         conn.execute(
             "INSERT OR REPLACE INTO eventdocs_checkpoints VALUES (?, ?, ?)",
             (self.resource, last, at),
         )
         return last, at
+
+    def rebuild_view(self, conn: sqlite3.Connection, view: View, checkpoint: Checkpoint) -> None:
+        """Fold every master row of ``view``'s sources into it; replace its rows.
+
+        The same fold as :func:`eventdocs.projections.views.rebuild_view` (each
+        document a change from nothing), inside the swap's transaction, so the
+        view's checkpoints are its sources' at once. A view whose code raises
+        fails the rebuild, as it fails ``rebuild_view``.
+        """
+        rows: dict[str, Any] = {}
+        marks = []
+        for source in view.sources:
+            if source == self.resource:
+                marks.append((source, checkpoint))
+            else:
+                found = conn.execute(_CHECKPOINT, (source,)).fetchone()
+                marks.append((source, Checkpoint(*found) if found else Checkpoint()))
+            known = conn.execute("SELECT 1 FROM eventdocs_resources WHERE name = ?", (source,))
+            if not known.fetchone():
+                continue
+            for doc_id, doc in conn.execute(f'SELECT id, doc FROM "{source}" ORDER BY id'):
+                change = Change(source, doc_id, None, _decode(doc))
+                touched = {key: rows.get(key) for key in view.keys(change)}
+                view.apply(touched, change)
+                rows.update(touched)
+        table = f'"view_{view.name}"'
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, obj TEXT)")
+        conn.execute(f"DELETE FROM {table}")
+        conn.executemany(
+            f"INSERT INTO {table} VALUES (?, ?)",
+            [(k, _encode(v).decode()) for k, v in rows.items() if v is not None],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO eventdocs_view_checkpoints VALUES (?, ?, ?, ?)",
+            [(view.name, source, cp.seq, cp.toa) for source, cp in marks],
+        )
 
 
 def read_folded(
@@ -231,6 +295,7 @@ def read_folded(
                 (max_seq,),
             )
             chunk = _Chunk()
+            started = time.thread_time()
             for doc_id, data in _rows(cursor):
                 events = _decode_events(data)
                 rows, master = document_rows(doc_id, events, now)
@@ -239,10 +304,12 @@ def read_folded(
                     chunk.masters.append(master)
                 chunk.events += len(events)
                 if chunk.events >= _CHUNK:
+                    plan.timings["read_fold"] = time.thread_time() - started
                     out.put(chunk)
                     chunk = _Chunk()
                     if stop.is_set():
                         return
+            plan.timings["read_fold"] = time.thread_time() - started
             out.put(chunk)
         finally:
             conn.close()
@@ -264,12 +331,16 @@ async def rebuild(
     now: int,
     clock: Callable[[], int],
     progress: Callable[[int], None] | None = None,
+    timings: dict[str, float] | None = None,
+    views: Sequence[View] = (),
 ) -> int:
     """Rebuild ``resource``'s projection of the SQLite file at ``path``; events folded.
 
     ``call(run, sync=...)`` runs ``run(conn)`` in a writer transaction (the
-    store's ``_call``).
+    store's ``_call``); ``timings`` gets the seconds each phase took; ``views``
+    are rebuilt in the swap's transaction.
     """
+    timings = {} if timings is None else timings
     plan: RebuildPlan = await call(lambda c: RebuildPlan(c, resource), sync=None)
     max_seq: int = await call(
         lambda c: c.execute(f"SELECT coalesce(max(seq), 0) FROM {plan.log}").fetchone()[0],
@@ -285,6 +356,7 @@ async def rebuild(
         name="eventdocs-rebuild-reader",
         daemon=True,
     )
+    started = time.perf_counter()
     reader.start()
     total = 0
     writing: asyncio.Future[Any] | None = None
@@ -303,7 +375,9 @@ async def rebuild(
                 progress(item.events)
         if writing is not None:
             await writing
-        await call(lambda c: plan.swap(c, max_seq=max_seq, now=now, clock=clock))
+        plan.timings["build"] = time.perf_counter() - started
+        await call(lambda c: plan.swap(c, max_seq=max_seq, now=now, clock=clock, views=views))
+        plan.timings["swap"] = time.perf_counter() - started - plan.timings["build"]
     except BaseException:
         with contextlib.suppress(Exception):  # else the next open drops them
             await call(lambda c: [c.execute(f'DROP TABLE IF EXISTS "{n}"') for n in plan.fresh])
@@ -315,6 +389,7 @@ async def rebuild(
                 chunks.get_nowait()
             except queue.Empty:
                 await asyncio.sleep(0.01)
+    timings.update(plan.timings)
     return total
 
 

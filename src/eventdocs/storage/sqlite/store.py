@@ -25,6 +25,7 @@ from eventdocs.errors import (
     StorageError,
 )
 from eventdocs.events import Cancel, Draft, Event, decode_event, encode_event
+from eventdocs.projections.views import View
 from eventdocs.query import Query
 from eventdocs.storage.contract import (
     Appended,
@@ -557,17 +558,26 @@ class SQLiteStore:
     # -- rebuild ------------------------------------------------------------------
 
     async def rebuild_projection(
-        self, resource: str, *, now: int, progress: Callable[[int], None] | None = None
+        self,
+        resource: str,
+        *,
+        now: int,
+        progress: Callable[[int], None] | None = None,
+        views: Sequence[View] = (),
     ) -> int | None:
         """Rebuild ``resource``'s history and master beside the live ones, then swap
-        (:mod:`.rebuild`); the events folded, or ``None`` where that cannot be done
-        (an in-memory database: the generic replay does it)."""
+        them in with ``views`` rebuilt (:mod:`.rebuild`); the events folded, or
+        ``None`` where that cannot be done (an in-memory database: the generic
+        replay does it)."""
         self._res(resource)
         if self._writer is None:
             raise StorageError("the store is not open")
         if self.path == ":memory:" or self.path.startswith("file:"):
             return None
+        for view in views:
+            await self.ensure_view(view.name)
+        self.rebuild_timings: dict[str, float] = {}  # the last rebuild's, for benchmarks
         return await rebuild(
-            self.path, resource, self._call, now=now,
-            clock=self.clock.now, progress=progress,
+            self.path, resource, self._call, now=now, clock=self.clock.now,
+            progress=progress, timings=self.rebuild_timings, views=views,
         )  # fmt: skip
