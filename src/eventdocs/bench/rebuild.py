@@ -21,7 +21,13 @@ from eventdocs.events import Draft, decode_event
 from eventdocs.projections.replay import replay
 from eventdocs.times import SystemClock
 
-__all__ = ["WorkloadRun", "raw_read_rate", "workload_limits", "workload_run"]
+__all__ = [
+    "WorkloadRun",
+    "raw_read_rate",
+    "rebuild_only",
+    "workload_limits",
+    "workload_run",
+]
 
 
 class WorkloadRun(msgspec.Struct, frozen=True):
@@ -33,6 +39,7 @@ class WorkloadRun(msgspec.Struct, frozen=True):
     append_seconds: float
     rebuild_seconds: float
     rebuild_again_seconds: float | None = None
+    phases: dict[str, float] = {}  # where the first rebuild's time went (SQLite)
 
     @property
     def append_rate(self) -> float:
@@ -41,6 +48,24 @@ class WorkloadRun(msgspec.Struct, frozen=True):
     @property
     def rebuild_rate(self) -> float:
         return rate(self.events, self.rebuild_seconds)
+
+
+async def rebuild_only(url: str, workload: Workload) -> WorkloadRun:
+    """Load ``workload``'s events as recorded (no append path), then time one rebuild."""
+    from eventdocs.bench.data import recorded
+
+    store = await open_bench_store(url)
+    try:
+        await store.load_stream(recorded(workload, recorded_at=SystemClock().now()))
+        with Timer() as rebuilding:
+            count = await replay(store, RESOURCE, now=SystemClock().now())
+        assert count == workload.events, (count, workload.events)
+        phases = dict(getattr(store, "rebuild_timings", {}))
+    finally:
+        await store.close()
+    return WorkloadRun(
+        workload.events, workload.documents, 0, 0.0, rebuilding.seconds, None, phases
+    )
 
 
 async def workload_run(
@@ -66,6 +91,7 @@ async def workload_run(
         with Timer() as rebuilding:
             count = await replay(store, RESOURCE, now=SystemClock().now(), progress=progress)
         assert count == workload.events, (count, workload.events)
+        phases = dict(getattr(store, "rebuild_timings", {}))
         seconds_again = None
         if again:
             with Timer() as t:
@@ -80,6 +106,7 @@ async def workload_run(
         appending.seconds,
         rebuilding.seconds,
         seconds_again,
+        phases,
     )
 
 

@@ -28,7 +28,7 @@ from eventdocs.bench.append import append_limits, append_run
 from eventdocs.bench.data import Workload
 from eventdocs.bench.measure import Comparison, Figure, machine
 from eventdocs.bench.reads import asof_run, query_run
-from eventdocs.bench.rebuild import workload_limits, workload_run
+from eventdocs.bench.rebuild import rebuild_only, workload_limits, workload_run
 from eventdocs.bench.report import Results, write_json, write_markdown, write_plots
 
 __all__ = ["BENCHMARKS", "SIZES", "Options", "Sizes", "run_suite"]
@@ -243,6 +243,7 @@ def _workload(
             limit_title=f"raw executemany, {_rows(sizes.batch)} per fsync",
         ),
     )
+    load = results.machine.get("load_average")
     _add(
         results,
         console,
@@ -251,15 +252,37 @@ def _workload(
             value=run.rebuild_rate,
             unit="events/s",
             title=f"rebuild {workload.events:,} events ({workload.documents:,} documents)"
-            " into history + master",
+            " into history + master, every index",
             limit=limits["read_decode"],
             limit_title="raw read + decode of the same rows",
-            target="≥ 300,000 events/s" + ("" if full else " (at 1,000,000)"),
-            met=run.rebuild_rate >= 300_000,
+            target="≥ 150,000 events/s" + ("" if full else " (at 1,000,000)"),
+            met=run.rebuild_rate >= 150_000,
             notes="again over the existing projection:"
-            f" {workload.events / (run.rebuild_again_seconds or 1):,.0f} events/s",
+            f" {workload.events / (run.rebuild_again_seconds or 1):,.0f} events/s;"
+            f" {_phases(run.phases)}; load average {load}",
+            extra={"phases": run.phases},
         ),
     )
+    if full:  # linear: the cost per event at 1,000,000 against 100,000 events
+        small = Workload(sizes.documents // 10, sizes.revisions)
+        base = asyncio.run(rebuild_only(str(work / "rebuild_small.db"), small))
+        ratio = base.rebuild_rate / run.rebuild_rate
+        _add(
+            results,
+            console,
+            Figure(
+                key="rebuild_linear",
+                value=ratio,
+                unit="x",
+                better="lower",
+                title=f"rebuild cost per event, {workload.events:,} vs {small.events:,} events",
+                target="≤ 1.2x",
+                met=ratio <= 1.2,
+                notes=f"{small.events:,} events: {base.rebuild_rate:,.0f} events/s;"
+                f" {_phases(base.phases)}",
+                extra={"phases": base.phases},
+            ),
+        )
     if not options.peer:
         results.skipped["peer"] = "--no-peer"
         return
@@ -303,7 +326,7 @@ def _workload(
             unit="events/s",
             eventdocs=run.rebuild_rate,
             peer=peer.replay_rate,
-            target_ratio=15,
+            target_ratio=3,
             notes=f"eventsourcing's faster replay ({peer.replay_method}; it only folds"
             " in memory, eventdocs also writes history and master rows)",
         ),
@@ -313,6 +336,20 @@ def _workload(
             f"  vs eventsourcing, {comparison.title}: {comparison.ratio:.1f}x"
             f" ({comparison.eventdocs:,.0f} vs {comparison.peer:,.0f} events/s)"
         )
+
+
+def _phases(phases: dict[str, float]) -> str:
+    """Where a rebuild's time went, in words (the SQLite rebuild's timings)."""
+    if not phases:
+        return "no phases (generic replay)"
+    names = {
+        "read_fold": "read+decode+fold (reader thread CPU)",
+        "insert": "inserts",
+        "build": "build",
+        "indexes": "indexes",
+        "swap": "swap",
+    }
+    return ", ".join(f"{names[k]} {phases[k]:.2f} s" for k in names if k in phases)
 
 
 def _asof(options: Options, sizes: Sizes, work: Path, results: Results, console: Console) -> None:
