@@ -72,23 +72,22 @@ def document_rows(doc_id: str, events: list[Event], now: int) -> tuple[list[Row]
     if any(type(e) is Cancel for e in events):
         cancelled = cancelled_targets(events)[0]
     state: DocState = MISSING
-    states: list[DocState] = []
+    rows: list[Row] = []
+    master: Row | None = None
     for event in events:
         if type(event) is Cancel or event.seq in cancelled:
             continue
         state, failure = step(state, event)
-        if failure is None:
-            states.append(state)
-    rows: list[Row] = []
-    master: Row | None = None
-    last = len(states) - 1
-    for i, s in enumerate(states):
-        doc = None if s.data is None else _encode(s.data).decode()
-        assert s.updated is not None
-        valid_to = states[i + 1].updated if i < last else None
-        rows.append((doc_id, doc, s.rev, s.updated, s.seq, valid_to))
-        if s.updated <= now:
-            master = None if doc is None else (doc_id, doc, s.rev, s.updated, s.seq, None)
+        if failure is not None:
+            continue
+        toa = event.toa
+        if rows:  # the row before is valid until this one's TOA
+            before = rows[-1]
+            rows[-1] = (doc_id, before[1], before[2], before[3], before[4], toa)
+        doc = None if state.data is None else _encode(state.data).decode()
+        rows.append((doc_id, doc, state.rev, toa, event.seq, None))
+        if toa <= now:
+            master = None if doc is None else (doc_id, doc, state.rev, toa, event.seq, None)
     return rows, master
 
 
