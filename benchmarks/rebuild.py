@@ -53,11 +53,13 @@ def main() -> None:
                 "append_rate": run.append_rate,
                 "rebuild_rate": run.rebuild_rate,
                 "limits": limits,
+                "phases": run.phases,
             }
             lines = [
                 f"{args.backend}: append {run.append_rate:,.0f} events/s, rebuild"
                 f" {run.rebuild_rate:,.0f} events/s of {workload.events:,}"
-                + (f" (raw read+decode {limits['read_decode']:,.0f} events/s)" if limits else "")
+                + (f" (raw read+decode {limits['read_decode']:,.0f} events/s)" if limits else ""),
+                *(f"  {phase}: {seconds:.2f} s" for phase, seconds in run.phases.items()),
             ]
     _common.report(args, data, lines)
 
