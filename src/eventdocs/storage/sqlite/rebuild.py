@@ -45,6 +45,7 @@ __all__ = ["PREFIX", "RebuildPlan", "document_rows", "drop_leftovers"]
 PREFIX = "eventdocs_rebuild_"
 _ORDER = operator.attrgetter("toa", "seq")
 _CHUNK = 5000  # events per writer transaction
+_PAGE = 1000  # documents per read of the log
 Row = tuple[str, str | None, int, int, int, int | None]  # id, doc, rev, updated, seq, valid_to
 
 
@@ -286,16 +287,9 @@ def read_folded(
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
         try:
             conn.execute("PRAGMA cache_size=-65536")
-            # One row per document, its events as one JSON array (any order: the fold
-            # sorts them): one step and one decode per document, not per event.
-            cursor = conn.execute(
-                f"SELECT id, '[' || group_concat(data) || ']' FROM {plan.log}"
-                " WHERE seq <= ? GROUP BY id ORDER BY id",
-                (max_seq,),
-            )
             chunk = _Chunk()
             started = time.thread_time()
-            for doc_id, data in _rows(cursor):
+            for doc_id, data in _documents(conn, plan.log, max_seq):
                 events = _decode_events(data)
                 rows, master = document_rows(doc_id, events, now)
                 chunk.history += rows
@@ -317,9 +311,23 @@ def read_folded(
         out.put(exc)
 
 
-def _rows(cursor: sqlite3.Cursor) -> Iterator[Any]:
-    while rows := cursor.fetchmany(500):
-        yield from rows
+def _documents(conn: sqlite3.Connection, log: str, max_seq: int) -> Iterator[Any]:
+    """``(id, JSON array of its events)`` of every document, in id order.
+
+    One row per document (any event order: the fold sorts them), so one step
+    and one decode per document, not per event. Read a page of documents per
+    statement: no snapshot is held for the whole rebuild, so the WAL the
+    build writes is checkpointed as it goes instead of growing to the size of
+    the new tables (page lookups in a long WAL get slower with its length).
+    """
+    sql = (
+        f"SELECT id, '[' || group_concat(data) || ']' FROM {log}"
+        " WHERE id > ? AND seq <= ? GROUP BY id ORDER BY id LIMIT ?"
+    )
+    after = ""
+    while page := conn.execute(sql, (after, max_seq, _PAGE)).fetchall():
+        yield from page
+        after = page[-1][0]
 
 
 async def rebuild(
