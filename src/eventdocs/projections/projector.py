@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
+from eventdocs.errors import StorageError
 from eventdocs.events import Cancel, Event
 from eventdocs.fold import MISSING, DocState, fold, order_key, step
 from eventdocs.projections.views import Change, View, fold_view, rebuild_view
@@ -173,7 +174,12 @@ class Projector:
         """
         # SQLite (one owner per file) rebuilds beside the live tables, as replay does.
         fast = getattr(self.store, "rebuild_projection", None)
-        rebuilt = fast is not None and await fast(resource, now=self.clock.now()) is not None
+        rebuilt = False
+        if fast is not None:
+            try:
+                rebuilt = await fast(resource, now=self.clock.now()) is not None
+            except StorageError:  # the live tables are as they were: project step by step
+                log.exception("rebuild of %s failed; projecting it step by step", resource)
         if rebuilt or await self.store.reset_projection(resource, base=checkpoint):
             for view in self._views_of.get(resource, []):
                 try:

@@ -38,7 +38,7 @@ from eventdocs.events import Cancel, Event, decode_event
 from eventdocs.fold import MISSING, DocState, cancelled_targets, step
 from eventdocs.projections.views import Change, View
 from eventdocs.storage.contract import Checkpoint
-from eventdocs.storage.sqlite.schema import _CHECKPOINT, _decode, _encode
+from eventdocs.storage.sqlite.schema import _CHECKPOINT, _decode, _encode, _storage_error
 
 __all__ = ["PREFIX", "RebuildPlan", "document_rows", "drop_leftovers"]
 
@@ -283,7 +283,8 @@ def read_folded(
 ) -> None:
     """The reader thread: stream the log by document, fold, put chunks on ``out``."""
     try:
-        uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
+        # One leading slash: "//tmp/x" (from sqlite:////tmp/x) would be a URI authority.
+        uri = f"file:{quote('/' + os.path.abspath(path).lstrip('/'))}?mode=ro"
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
         try:
             conn.execute("PRAGMA cache_size=-65536")
@@ -308,7 +309,7 @@ def read_folded(
             conn.close()
         out.put(None)
     except BaseException as exc:  # handed to the loop, which raises it
-        out.put(exc)
+        out.put(_storage_error(exc) if isinstance(exc, sqlite3.Error) else exc)
 
 
 def _documents(conn: sqlite3.Connection, log: str, max_seq: int) -> Iterator[Any]:
