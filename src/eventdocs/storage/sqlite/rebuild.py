@@ -191,9 +191,11 @@ class RebuildPlan:
         came due after ``now``, are folded again from their whole log. ``views``
         are rebuilt from the new master rows in the same transaction.
         """
-        last, recorded = conn.execute(
-            f"SELECT coalesce(max(seq), 0), coalesce(max(recorded_at), 0) FROM {self.log}"
+        # The last event's recorded_at is the latest: the writer never records one earlier.
+        tail = conn.execute(
+            f"SELECT seq, recorded_at FROM {self.log} ORDER BY seq DESC LIMIT 1"
         ).fetchone()
+        last, recorded = tail or (0, now)
         at = max(clock(), recorded, now)
         touched = conn.execute(
             f"SELECT id FROM {self.log} WHERE seq > ?1"
