@@ -206,3 +206,53 @@ def test_a_rebuild_killed_before_its_swap_leaves_the_live_projection(tmp_path: P
             await store.close()
 
     asyncio.run(check())
+
+
+def test_writes_during_a_rebuild_are_folded_in_at_the_swap(tmp_path: Path) -> None:
+    """Appends while the fresh tables fill, and writes coming due meanwhile, are in
+    the swapped projection: the swap folds their documents again."""
+    from eventdocs.events import Draft
+    from eventdocs.projections.projector import Projector
+
+    async def run() -> None:
+        clock = ManualClock()
+        store = await _store(tmp_path / "s.db", clock)
+        try:
+            seed: list[Event] = [
+                Create(
+                    seq=seq, resource="post", id=f"p{seq:05d}", toa=clock.now(),
+                    recorded_at=clock.now(), body={"title": "t", "blog": 1, "author": "ann"},
+                )
+                for seq in range(1, 30_001)
+            ]  # fmt: skip
+            await store.load("post", seed)
+            due = clock.now() + SECOND
+            await store.append(
+                "post", [Draft(action="update", id="p29999", body={"blog": 9}, toa=due)]
+            )
+            rebuilding = asyncio.ensure_future(
+                replay(store, "post", now=clock.now(), views=[PostsPerAuthor()])
+            )
+            n = 0
+            while not rebuilding.done():
+                n += 1
+                clock.advance(SECOND)  # the scheduled update comes due during the rebuild
+                drafts = [
+                    Draft(action="update", id=f"p{n:05d}", body={"author": "bob"}),
+                    Draft(action="create", id=f"new{n}", body={"title": "n", "blog": 2}),
+                ]
+                await store.append("post", drafts)
+                await asyncio.sleep(0)
+            await rebuilding
+            assert store.rebuild_timings["caught_up"] > 0
+            assert await verify(store, ["post"], [PostsPerAuthor()]) == []
+            assert (await store.get("post", "p29999")).data["blog"] == 9  # type: ignore[union-attr]
+            assert (await store.get("post", "new1")) is not None
+            # The last append may come after the swap: the projector goes on from it.
+            await Projector(store, clock, [PostsPerAuthor()]).project("post")
+            assert (await store.get("post", f"new{n}")) is not None
+            assert await verify(store, ["post"], [PostsPerAuthor()]) == []
+        finally:
+            await store.close()
+
+    asyncio.run(run())
