@@ -271,7 +271,7 @@ class Documents:
     ) -> WriteResult:
         """Create a document; its id is generated unless the schema declares one."""
         body = _object(body)
-        fingerprint = _fingerprint("create", "", body, toa)
+        fingerprint = _fingerprint("create", "", body, toa) if idempotency_key else None
         if replayed := await self._replayed(idempotency_key, fingerprint):
             return replayed[0]
         if self.spec.client_ids:
@@ -341,7 +341,7 @@ class Documents:
         if (to_revision is None) == (as_of is None):
             raise _invalid("body", "give exactly one of to_revision and as_of")
         target = {"to_revision": to_revision, "as_of": as_of, "if_match": if_match}
-        fingerprint = _fingerprint("revert", doc_id, target, toa)
+        fingerprint = _fingerprint("revert", doc_id, target, toa) if idempotency_key else None
         if replayed := await self._replayed(idempotency_key, fingerprint):
             return replayed[0]
 
@@ -423,7 +423,7 @@ class Documents:
             {t.id: t for t in (BulkTarget(i) if isinstance(i, str) else i for i in ids)}.values()
         )
         request = [action, body, merge, [[t.id, t.if_match] for t in targets]]
-        fingerprint = _fingerprint("bulk", "", request, toa)
+        fingerprint = _fingerprint("bulk", "", request, toa) if idempotency_key else None
         first = await self._replayed(idempotency_key, fingerprint)
         done = {r.event.id: r for r in first}
         for _ in range(_ATTEMPTS):
@@ -546,9 +546,12 @@ class Documents:
             head, state = (Head(), MISSING) if fresh else await self._state(doc_id, at)
             draft = await make(state)
             self._decide(state, draft, at, scheduled=at > now)
-            guard = Guard(doc_id, head.seq, head.next_toa if toa is None else None)
+            # A fresh id (80 random bits) is in no event: it needs no guard.
+            guards = (
+                [] if fresh else [Guard(doc_id, head.seq, head.next_toa if toa is None else None)]
+            )
             try:
-                results = await self._apply([(draft, state)], key, fingerprint, [guard])
+                results = await self._apply([(draft, state)], key, fingerprint, guards)
             except Stale:
                 continue
             return results[doc_id]
@@ -604,7 +607,7 @@ class Documents:
             self._scheduled()
         return appended
 
-    async def _replayed(self, key: str | None, fingerprint: str) -> list[WriteResult]:
+    async def _replayed(self, key: str | None, fingerprint: str | None) -> list[WriteResult]:
         """The first results of a request retried with idempotency ``key`` (else empty)."""
         if key is None:
             return []
