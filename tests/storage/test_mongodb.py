@@ -32,34 +32,34 @@ from eventdocs.resources import Resource
 from eventdocs.service import Service
 from eventdocs.storage import Checkpoint, Document, HistoryWrite, IndexSpec, ProjectionBatch
 from eventdocs.storage.mongodb import MongoStore
-from mongotest import URL, discard, fresh_url, is_jongodb, needs_server
+from mongotest import (
+    SKIP_REASON,
+    STANDALONE_SKIP_REASON,
+    STANDALONE_URL,
+    URL,
+    discard,
+    fresh_url,
+    needs_server,
+    needs_standalone,
+)
 
 # PyMongo's async client may drop a monitor socket it was still opening when a client
 # closes; the garbage collector then reports it during whichever test runs next.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
-@pytest.fixture(params=["auto", "no-transactions"])
+@pytest.fixture(params=["auto", "no-transactions", "standalone"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[MongoStore]:
-    """On a replica set both paths: transactions, and the journal of a standalone server."""
-    if not URL:
-        pytest.skip("set EVENTDOCS_TEST_MONGODB_URL to run the MongoDB tests")
-    transactions = None if request.param == "auto" else False
-    s = MongoStore(fresh_url(), transactions=transactions, stale_after=0.5)
+    """Every path: transactions on a replica set, the journal there, and a standalone server."""
+    server = STANDALONE_URL if request.param == "standalone" else URL
+    if not server:
+        pytest.skip(STANDALONE_SKIP_REASON if request.param == "standalone" else SKIP_REASON)
+    transactions = False if request.param == "no-transactions" else None
+    s = MongoStore(fresh_url(server), transactions=transactions, stale_after=0.5)
     await s.open()
     await s.ensure_resource("post")
     yield s
     await discard(s)
-
-
-async def server_is_jongodb() -> bool:
-    """Whether the test server is jongodb (whose limits some tests work around)."""
-    store = MongoStore(fresh_url())
-    await store.open()
-    try:
-        return await is_jongodb(store)
-    finally:
-        await store.close()
 
 
 def create(id: str, toa: int | None = None, **body: Any) -> Draft:
@@ -188,6 +188,8 @@ class SlowStore(MongoStore):
 @needs_server
 async def test_a_step_slower_than_stale_after_keeps_its_lock(store: MongoStore) -> None:
     """Only a dead or frozen holder's lock goes stale: a slow one is left to finish."""
+    if store.standalone:
+        pytest.skip("one process serves a database on a standalone server")
     slow = SlowStore(store.url, transactions=store.transactions, stale_after=0.5)
     await slow.open()
     try:
@@ -208,6 +210,8 @@ async def test_a_step_slower_than_stale_after_keeps_its_lock(store: MongoStore) 
 
 @needs_server
 async def test_a_batch_from_a_stale_checkpoint_is_dropped(store: MongoStore) -> None:
+    if store.standalone:
+        pytest.skip("one process serves a database on a standalone server")
     row = Document("a", {"n": 1}, 1, 10, 1)
     other = MongoStore(store.url, transactions=store.transactions)
     await other.open()
@@ -224,6 +228,34 @@ async def test_a_batch_from_a_stale_checkpoint_is_dropped(store: MongoStore) -> 
         assert await store.read_checkpoint("post") == Checkpoint(1, 10)
     finally:
         await other.close()
+
+
+@needs_standalone
+async def test_a_standalone_server_is_served_by_one_process() -> None:
+    url = fresh_url(STANDALONE_URL)
+    first, second = MongoStore(url, stale_after=0.5), MongoStore(url, stale_after=0.5)
+    await first.open()
+    try:
+        assert first.standalone and not first.transactions
+        with pytest.raises(StorageError, match=r"standalone server and pid \d+ on .* serves it"):
+            await second.open()
+        await asyncio.sleep(1.0)  # the owner keeps its hold fresh: still refused
+        with pytest.raises(StorageError, match="use a replica set"):
+            await second.open()
+        # The owner dies without closing: its hold goes stale and is taken over.
+        owner = first._owner
+        assert owner is not None and owner._beat is not None
+        owner._beat.cancel()
+        first._owner = None
+        await asyncio.sleep(0.6)
+        await second.open()
+        await second.ensure_resource("post")
+        assert (await second.append("post", [create("a")])).events[0].seq == 1
+        await second.close()  # gives the database up at once
+        await second.open()
+    finally:
+        await first.close()
+        await discard(second)
 
 
 class Author(Resource):
@@ -253,8 +285,7 @@ class AuthorTotal(View):
 
 async def authors(url: str, count: int) -> None:
     """``count`` authors, projected by a process that knows no views."""
-    # Without transactions: jongodb's cost for each write in one grows with its data.
-    plain = Service(MongoStore(url, transactions=False), [Author.spec()], background=False)
+    plain = Service(MongoStore(url), [Author.spec()], background=False)
     async with plain:
         drafts = [Draft(action="create", id=f"a{i:04}", body={"n": i}) for i in range(count)]
         await plain.store.append("author", drafts)
@@ -419,11 +450,8 @@ class Workers:
 
     async def start(self, count: int = 2) -> None:
         """Start ``count`` workers at once, as ``uvicorn --workers`` does."""
-        # jongodb's transactions overwrite concurrent writes (it detects no write
-        # conflicts), so there the processes use the store's journal path instead.
-        transactions = "0" if await server_is_jongodb() else "1"
         for _ in range(count):
-            self.spawn(transactions)
+            self.spawn("1")
         await self.wait_for(lambda lines: sum("READY" in x for _, x in lines) == count, 30)
 
     def spawn(self, transactions: str) -> None:

@@ -26,6 +26,7 @@ from eventdocs.storage.mongodb.codec import Doc, checkpoint_of, data_of
 from eventdocs.storage.mongodb.errors import boundary, is_duplicate
 from eventdocs.storage.mongodb.keys import path_field
 from eventdocs.storage.mongodb.log import LogReads
+from eventdocs.storage.mongodb.owner import Owner
 from eventdocs.storage.mongodb.projection import Projections
 from eventdocs.storage.mongodb.reads import ProjectionReads
 
@@ -36,6 +37,9 @@ _RESERVED = re.compile(r"^(eventdocs_|view_|system)|_(revisions|history)$")
 
 class MongoStore(Appends, LogReads, Projections, ProjectionReads):
     """Every resource in one MongoDB database; see the package docstring for the design."""
+
+    _owner: Owner | None = None
+    standalone = False  #: a standalone server: one process serves the database (.owner)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -56,8 +60,13 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads):
             async for doc in self._coll("eventdocs_resources").find({}):
                 self._known.add(doc["_id"])
             await self._coll("eventdocs_view_checkpoints").create_index("view")
+            self.standalone = not clustered
+            if self.standalone:
+                self._owner = Owner(self.db, self.stale_after)
+                await self._owner.claim()
         except BaseException:
             self._client = self._db = None
+            self._owner = None
             await client.close()
             raise
 
@@ -65,6 +74,9 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads):
         drains = list(self._drains.values())
         if drains:
             await asyncio.gather(*drains, return_exceptions=True)
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            await owner.release()
         client, self._client, self._db = self._client, None, None
         if client is not None:
             await client.close()
