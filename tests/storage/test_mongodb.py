@@ -365,6 +365,42 @@ async def test_lease_is_held_by_one_and_released() -> None:
         await discard(store)
 
 
+@needs_server
+async def test_a_change_stream_wakes_the_leader_on_another_process_s_append() -> None:
+    """An append by a process without a scheduler (a CLI, a process that died) is
+    projected by the leader at its TOA: the change stream wakes it, not a poll."""
+    url = fresh_url()
+    leader = Service(MongoStore(url), [Author.spec()])
+    leader.scheduler.poll = 3600.0  # no poll within the test: only the stream can wake it
+    other = MongoStore(url)
+    async with leader:
+        try:
+            assert leader.scheduler._watcher is not None
+            lease = leader.scheduler.lease
+            assert lease is not None and lease.leading
+            await other.open()
+            await asyncio.sleep(0.2)  # the leader sleeps, with nothing due
+            toa = other.clock.now() + 200_000
+            await other.append("author", [Draft(action="create", id="a", body={"n": 1}, toa=toa)])
+            deadline = time.monotonic() + 20
+            while await leader.store.get("author", "a") is None:
+                assert time.monotonic() < deadline, "the leader was not woken"
+                await asyncio.sleep(0.02)
+        finally:
+            await other.close()
+    await discard(leader.store)
+
+
+@needs_standalone
+async def test_without_change_streams_the_scheduler_polls() -> None:
+    store = MongoStore(fresh_url(STANDALONE_URL))
+    await store.open()
+    try:
+        assert await store.watch_appends(lambda: None) is None
+    finally:
+        await discard(store)
+
+
 # -- real processes ----------------------------------------------------------------
 
 WORKER = textwrap.dedent(

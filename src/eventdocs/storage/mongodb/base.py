@@ -68,6 +68,8 @@ class Base:
         self._drains: dict[str, asyncio.Task[None]] = {}
         self.write_concern = WriteConcern(j=True)
         self.skipped_projections = 0
+        #: on a standalone server one process serves the database (see .owner)
+        self.standalone = False
 
     @property
     def db(self) -> AsyncDatabase[Doc]:

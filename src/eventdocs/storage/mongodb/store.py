@@ -29,17 +29,17 @@ from eventdocs.storage.mongodb.log import LogReads
 from eventdocs.storage.mongodb.owner import Owner
 from eventdocs.storage.mongodb.projection import Projections
 from eventdocs.storage.mongodb.reads import ProjectionReads
+from eventdocs.storage.mongodb.watch import Watch
 
 __all__ = ["MongoStore"]
 
 _RESERVED = re.compile(r"^(eventdocs_|view_|system)|_(revisions|history)$")
 
 
-class MongoStore(Appends, LogReads, Projections, ProjectionReads):
+class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
     """Every resource in one MongoDB database; see the package docstring for the design."""
 
     _owner: Owner | None = None
-    standalone = False  #: a standalone server: one process serves the database (.owner)
 
     # -- lifecycle -----------------------------------------------------------
 
