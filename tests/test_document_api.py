@@ -9,6 +9,7 @@ import pytest
 from eventdocs.errors import (
     Conflict,
     InvalidRequest,
+    KeyReused,
     LimitExceeded,
     NotFound,
     PreconditionFailed,
@@ -98,8 +99,10 @@ async def test_if_match(service: Service) -> None:
 async def test_idempotency_key_replays_the_first_response(service: Service) -> None:
     posts = service.documents("post")
     first = await posts.create(post(), idempotency_key="k1")
-    again = await posts.create(post(title="Other"), idempotency_key="k1")
+    again = await posts.create(post(), idempotency_key="k1")
     assert again.replayed and again.event == first.event and again.document == first.document
+    with pytest.raises(KeyReused):  # the same key with another request decides nothing
+        await posts.create(post(title="Other"), idempotency_key="k1")
     assert await last_seq(service) == 1
 
 

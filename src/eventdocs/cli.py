@@ -271,12 +271,39 @@ def serve(target: str, store_url: str, **options: Any) -> None:
 @_resource_option
 @_store_option
 @_target_option
-def replay_command(chosen: tuple[str, ...], store_url: str, target: str | None) -> None:
+@click.option(
+    "--view",
+    "view_names",
+    multiple=True,
+    help="Rebuild only this view (repeatable), e.g. once its code is fixed; needs --target.",
+)
+def replay_command(
+    chosen: tuple[str, ...], store_url: str, target: str | None, view_names: tuple[str, ...]
+) -> None:
     """Rebuild master collections, history and views from the log.
 
     Without --target views are left for the server to rebuild when it starts.
+    With --view only those views are rebuilt, from the master collections.
     """
     specs, views = _declared(target)
+    if view_names:
+        known = {v.name: v for v in views}
+        unknown = [n for n in view_names if n not in known]
+        if unknown:
+            declared = ", ".join(known) or "none"
+            raise InvalidRequest(
+                f"no view {unknown[0]!r} in the declarations (they declare {declared})"
+            )
+
+        async def rebuild_views() -> None:
+            async with _opened(store_url) as store:
+                for name in view_names:
+                    await store.ensure_view(name)
+                    await rebuild_view(store, known[name])
+            click.echo(f"rebuilt views: {', '.join(view_names)}")
+
+        asyncio.run(rebuild_views())
+        return
 
     async def run() -> None:
         async with _opened(store_url) as store:

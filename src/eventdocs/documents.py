@@ -1,19 +1,21 @@
 """The document API of one resource: the use cases the HTTP layer and CLI call.
 
-Every write is checked against the document's state at its time of action
-(now, a past time for a backdated correction, a future time for a scheduled
-write), turned into one event and appended; an immediate write is projected
-before the call returns (read-your-writes). Anything that fails a check
-raises from :mod:`eventdocs.errors` before anything is appended.
+Every write is decided by the fold's rule against the document's state at its
+time of action (now, a past time for a backdated correction, a future time
+for a scheduled write) and appended under a guard that the store checks in
+the appending transaction (see the writes section below). An immediate write
+is projected before the call returns (read-your-writes). A write the fold
+rejects raises from :mod:`eventdocs.errors` and appends nothing; one that
+was appended is answered, whatever fails after its commit.
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
+import logging
 import random
 import time
-import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import jsonpatch
@@ -27,21 +29,36 @@ from eventdocs.errors import (
     LimitExceeded,
     NotFound,
     PreconditionFailed,
-    ValidationFailed,
+    Stale,
 )
 from eventdocs.events import Cancel, Draft, Event
-from eventdocs.fold import Result, fold, merge_patch
+from eventdocs.fold import (
+    ALREADY_EXISTS,
+    DOES_NOT_EXIST,
+    MISSING,
+    PRECONDITION,
+    DocState,
+    Result,
+    fold,
+    merge_patch,
+    step,
+)
 from eventdocs.query import Query, matches, sort_documents
-from eventdocs.storage.contract import Document
+from eventdocs.storage.contract import Appended, Document, Guard, Head
 from eventdocs.times import MAX_TIME
 
 if TYPE_CHECKING:
     from eventdocs.resources import ResourceSpec
     from eventdocs.service import Service
 
-__all__ = ["BulkItem", "Documents", "Limits", "Page", "WriteResult"]
+__all__ = ["BulkItem", "BulkTarget", "Documents", "Limits", "Page", "WriteResult"]
 
-_LOCK_STRIPES = 256
+log = logging.getLogger("eventdocs.documents")
+
+# A write whose document keeps moving is decided again up to this many times.
+_ATTEMPTS = 50
+# The seq a draft is given while it is decided (any seq after the document's).
+_DECIDING = 2**62
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -74,6 +91,13 @@ class Page(msgspec.Struct, frozen=True):
     items: list[Document]
 
 
+class BulkTarget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An id of a bulk request with its own precondition (``If-Match``)."""
+
+    id: str
+    if_match: int | None = None
+
+
 class BulkItem(msgspec.Struct, frozen=True):
     """One id of a bulk request: its result or its error."""
 
@@ -90,12 +114,6 @@ class Documents:
         self.spec = spec
         self.name = spec.name
         self.store = service.store
-        self._locks = [asyncio.Lock() for _ in range(_LOCK_STRIPES)]
-
-    def _lock(self, doc_id: str) -> asyncio.Lock:
-        # Writes to one document are checked and appended one at a time, so a
-        # check (exists? If-Match?) still holds when its event is appended.
-        return self._locks[zlib.crc32(doc_id.encode()) % _LOCK_STRIPES]
 
     # -- reads -----------------------------------------------------------------
 
@@ -223,6 +241,14 @@ class Documents:
         }
 
     # -- writes ----------------------------------------------------------------
+    #
+    # Every write is decided by the fold's own rule (:func:`eventdocs.fold.step`)
+    # against the document's state at its TOA, then appended with a guard on
+    # what it was decided on: the document's latest event, and for an immediate
+    # write the TOA of its next write. The store checks the guard in the
+    # transaction that appends, so a write accepted here is one the fold
+    # applies, whatever ran meanwhile in this process or another; when the
+    # guard fails nothing was appended and the write is decided again.
 
     async def create(
         self,
@@ -232,12 +258,10 @@ class Documents:
         idempotency_key: str | None = None,
     ) -> WriteResult:
         """Create a document; its id is generated unless the schema declares one."""
-        if idempotency_key is not None:
-            first = await self.store.find_idempotent(self.name, idempotency_key)
-            if first:
-                _same_request(first, {"create"})
-                return await self._result(first[0], replayed=True)
         body = _object(body)
+        fingerprint = _fingerprint("create", "", body, toa)
+        if replayed := await self._replayed(idempotency_key, fingerprint):
+            return replayed[0]
         if self.spec.client_ids:
             doc_id = self.spec.validate_id(body.get("id"))
         else:
@@ -245,12 +269,19 @@ class Documents:
                 raise _invalid("id", "ids are generated by the server")
             doc_id = new_id()
         data = self.spec.validate({k: v for k, v in body.items() if k != "id"})
-        async with self._lock(doc_id):
-            # A fresh id exists nowhere: only a client-supplied id needs the read.
-            if self.spec.client_ids and await self._state_at(doc_id, toa) is not None:
-                raise Conflict(f"{self.name} {doc_id!r} already exists")
-            draft = Draft(action="create", id=doc_id, body=data, toa=toa)
-            return await self._append([draft], idempotency_key=idempotency_key)
+
+        async def make(state: DocState) -> Draft:
+            return Draft(action="create", id=doc_id, body=data, toa=toa)
+
+        # A fresh id exists nowhere: only a client-supplied id needs the reads.
+        return await self._write(
+            doc_id,
+            toa,
+            make,
+            key=idempotency_key,
+            fingerprint=fingerprint,
+            fresh=not self.spec.client_ids,
+        )
 
     async def update(
         self,
@@ -263,19 +294,26 @@ class Documents:
     ) -> WriteResult:
         """Set the given fields (``merge``: apply ``body`` as an RFC 7396 merge patch)."""
         body = _object(body)
-        async with self._lock(doc_id):
-            current = await self._existing(doc_id, toa, if_match)
-            change = self._change(current, body, merge)
-            draft = Draft(action="update", id=doc_id, body=change, toa=toa, merge=merge)
-            return await self._append([draft])
+
+        async def make(state: DocState) -> Draft:
+            if state.data is None:
+                raise self._rejection(doc_id, DOES_NOT_EXIST, toa, state)
+            change = self._change(state.data, body, merge)
+            return Draft(
+                action="update", id=doc_id, body=change, toa=toa, merge=merge, expect_rev=if_match
+            )
+
+        return await self._write(doc_id, toa, make)
 
     async def delete(
         self, doc_id: str, *, toa: int | None = None, if_match: int | None = None
     ) -> WriteResult:
         """Delete the document (its history stays)."""
-        async with self._lock(doc_id):
-            await self._existing(doc_id, toa, if_match)
-            return await self._append([Draft(action="delete", id=doc_id, toa=toa)])
+
+        async def make(state: DocState) -> Draft:
+            return Draft(action="delete", id=doc_id, toa=toa, expect_rev=if_match)
+
+        return await self._write(doc_id, toa, make)
 
     async def revert(
         self,
@@ -290,47 +328,62 @@ class Documents:
         """Set the document back to its state after ``to_revision`` or at ``as_of``."""
         if (to_revision is None) == (as_of is None):
             raise _invalid("body", "give exactly one of to_revision and as_of")
-        if idempotency_key is not None:
-            first = await self.store.find_idempotent(self.name, idempotency_key)
-            if first:
-                _same_request(first, {"revert"}, {doc_id})
-                return await self._result(first[0], replayed=True)
-        async with self._lock(doc_id):
-            history = await self.store.read_history(self.name, doc_id)
-            if not history:
-                raise NotFound(f"{self.name} {doc_id!r} does not exist")
-            if if_match is not None:
-                await self._check_match(doc_id, if_match)
+        target = {"to_revision": to_revision, "as_of": as_of, "if_match": if_match}
+        fingerprint = _fingerprint("revert", doc_id, target, toa)
+        if replayed := await self._replayed(idempotency_key, fingerprint):
+            return replayed[0]
+
+        async def make(state: DocState) -> Draft:
             if to_revision is not None:
+                history = await self.store.read_history(self.name, doc_id)
+                if not history:
+                    raise NotFound(f"{self.name} {doc_id!r} does not exist")
                 rows = [r for r in history if r.rev == to_revision]
                 if not rows:
                     raise NotFound(f"{self.name} {doc_id!r} has no revision {to_revision}")
-                target = rows[0].data
+                body = rows[0].data
             else:
                 assert as_of is not None
                 row = await self.store.history_at(self.name, doc_id, toa=as_of)
-                target = row.data if row is not None else None
-            draft = Draft(action="revert", id=doc_id, body=target, toa=toa)
-            return await self._append([draft], idempotency_key=idempotency_key)
+                body = row.data if row is not None else None
+            return Draft(action="revert", id=doc_id, body=body, toa=toa, expect_rev=if_match)
+
+        return await self._write(doc_id, toa, make, key=idempotency_key, fingerprint=fingerprint)
 
     async def cancel(self, seq: int) -> Event:
-        """Cancel scheduled event ``seq``; one already in effect must be reverted."""
-        event = await self.store.read_event(self.name, seq)
-        if event is None or isinstance(event, Cancel):
-            raise NotFound(f"{self.name} has no scheduled write {seq}")
-        async with self._lock(event.id):
-            outcome = {r.event.seq: r for r in await self.revisions(event.id)}[seq]
+        """Cancel scheduled event ``seq``; one already in effect must be reverted.
+
+        Decided like a write: by the fold's cancel rule (the target must not be
+        in effect when the cancel is recorded, nor cancelled before), with a
+        guard that the cancel is recorded before the target's TOA. So a cancel
+        that answers is one whose target never takes effect.
+        """
+        for _ in range(_ATTEMPTS):
+            event = await self.store.read_event(self.name, seq)
+            if event is None or isinstance(event, Cancel):
+                raise NotFound(f"{self.name} has no scheduled write {seq}")
+            now = self.service.clock.now()
+            head = await self.store.read_head(self.name, event.id, after_toa=now)
+            await self.service.projector.sync(self.name, head.seq)
+            events = await self.store.read_document(self.name, event.id)
+            outcome = {r.event.seq: r for r in fold(events, as_of=now).results}[seq]
             if outcome.outcome == "cancelled":
                 raise Conflict(f"event {seq} is already cancelled")
-            if event.toa <= self.service.clock.now():
+            if event.toa <= now:
                 raise Conflict(f"event {seq} is already in effect: revert instead")
-            result = await self._append([Draft(action="cancel", id=event.id, target=seq)])
-            return result.event
+            draft = Draft(action="cancel", id=event.id, target=seq)
+            guard = Guard(event.id, head.seq, before=event.toa)
+            try:
+                appended = await self._commit([draft], guards=[guard])
+            except Stale:
+                continue
+            return appended.events[0]
+        raise Stale(f"{self.name} {seq}: its document kept changing; nothing was appended")
 
     async def bulk(
         self,
         action: Literal["update", "delete"],
-        ids: Sequence[str],
+        ids: Sequence[str | BulkTarget],
         body: dict[str, Any] | None = None,
         *,
         toa: int | None = None,
@@ -339,10 +392,12 @@ class Documents:
     ) -> list[BulkItem]:
         """Apply one update or delete to many documents; one result per id.
 
-        The ids that pass their checks are appended together in one atomic
-        append; the others report their error and append nothing. A retry with
-        the same ``idempotency_key`` appends nothing: the ids applied the first
-        time get their first result, the others their error (or ``Conflict``).
+        Each id is decided as a single write would be (an entry may be a
+        :class:`BulkTarget` with its own ``if_match``); the ids accepted are
+        appended together in one atomic append, the others report their error
+        and append nothing. A retry with the same ``idempotency_key`` appends
+        nothing: the ids applied the first time get their first result, the
+        others a ``Conflict``.
         """
         if len(ids) > self.service.limits.bulk_ids:
             raise LimitExceeded(
@@ -352,73 +407,196 @@ class Documents:
             )
         if action == "update" and body is None:
             raise _invalid("body", "an update needs a body")
-        drafts: list[Draft] = []
-        errors: dict[str, EventdocsError] = {}
-        unique = list(dict.fromkeys(ids))
-        for doc_id in unique:
-            try:
-                current = await self._existing(doc_id, toa, None)
-                if action == "delete":
-                    drafts.append(Draft(action="delete", id=doc_id, toa=toa))
+        targets = list(
+            {t.id: t for t in (BulkTarget(i) if isinstance(i, str) else i for i in ids)}.values()
+        )
+        request = [action, body, merge, [[t.id, t.if_match] for t in targets]]
+        fingerprint = _fingerprint("bulk", "", request, toa)
+        first = await self._replayed(idempotency_key, fingerprint)
+        done = {r.event.id: r for r in first}
+        for _ in range(_ATTEMPTS):
+            now = self.service.clock.now()
+            at = now if toa is None else toa
+            decided: dict[str, tuple[Draft, DocState]] = {}
+            errors: dict[str, EventdocsError] = {}
+            guards: list[Guard] = []
+            for target in targets:
+                if target.id in done:  # a retry: applied the first time
                     continue
-                assert body is not None
-                change = self._change(current, body, merge)
-                drafts.append(Draft(action="update", id=doc_id, body=change, toa=toa, merge=merge))
-            except EventdocsError as exc:
-                errors[doc_id] = exc
-        results: dict[str, WriteResult] = {}
-        first = None
-        if idempotency_key is not None:
-            first = await self.store.find_idempotent(self.name, idempotency_key)
-        if first:
-            _same_request(first, {action}, set(ids))
-            results = {e.id: await self._result(e, replayed=True) for e in first}
-            errors = {k: v for k, v in errors.items() if k not in results}
-            for draft in drafts:
-                if draft.id not in results:
-                    errors[draft.id] = Conflict(f"{draft.id!r} was not applied the first time")
-        elif drafts:
-            appended = await self._append_many(drafts, idempotency_key=idempotency_key)
-            results = {r.event.id: r for r in appended}
-        return [BulkItem(i, results.get(i), errors.get(i)) for i in unique]
+                head, state = await self._state(target.id, at)
+
+                async def make(state: DocState, target: BulkTarget = target) -> Draft:
+                    if action == "delete":
+                        return Draft(
+                            action="delete", id=target.id, toa=toa, expect_rev=target.if_match
+                        )
+                    assert body is not None
+                    if state.data is None:
+                        raise self._rejection(target.id, DOES_NOT_EXIST, toa, state)
+                    return Draft(
+                        action="update",
+                        id=target.id,
+                        body=self._change(state.data, body, merge),
+                        toa=toa,
+                        merge=merge,
+                        expect_rev=target.if_match,
+                    )
+
+                try:
+                    draft = await make(state)
+                    self._decide(state, draft, at, scheduled=at > now)
+                except EventdocsError as exc:
+                    errors[target.id] = exc
+                    continue
+                decided[target.id] = (draft, state)
+                guards.append(Guard(target.id, head.seq, head.next_toa if toa is None else None))
+            results: dict[str, WriteResult] = done
+            if first:  # a retry appends nothing: the others answer as they would now
+                for doc_id in decided:
+                    errors[doc_id] = Conflict(f"{doc_id!r} was not applied the first time")
+            elif decided:
+                try:
+                    results = await self._apply(
+                        list(decided.values()), idempotency_key, fingerprint, guards
+                    )
+                except Stale:
+                    continue
+            return [BulkItem(t.id, results.get(t.id), errors.get(t.id)) for t in targets]
+        raise Stale(f"{self.name}: the documents kept changing; nothing was appended")
 
     # -- helpers ---------------------------------------------------------------
 
-    def _change(self, current: Document, body: dict[str, Any], merge: bool) -> dict[str, Any]:
+    def _change(self, current: dict[str, Any], body: dict[str, Any], merge: bool) -> dict[str, Any]:
         """The validated body of an update of ``current`` (``merge``: a merge patch)."""
         if not merge:
             return self.spec.validate_update(body)
         self.spec.validate_update(body, merge=True)
-        merged = self.spec.validate(merge_patch(current.data, body))
+        merged = self.spec.validate(merge_patch(current, body))
         # Values are stored as validated and normalized against the state at the
         # TOA; ``null`` keeps its meaning of "remove".
         return {k: None if v is None else merged.get(k) for k, v in body.items()}
 
-    async def _state_at(self, doc_id: str, toa: int | None) -> Document | None:
-        """The document at ``toa`` (now when ``None``), or ``None`` when absent."""
-        if toa is None or toa == self.service.clock.now():
-            doc = await self.store.get(self.name, doc_id)
-        else:
-            doc = await self.store.history_at(self.name, doc_id, toa=toa)
-        return doc if doc is not None and doc.data is not None else None
+    async def _state(self, doc_id: str, at: int) -> tuple[Head, DocState]:
+        """The document's head and its state at valid time ``at``: what a write decides on.
 
-    async def _existing(self, doc_id: str, toa: int | None, if_match: int | None) -> Document:
-        current = await self._state_at(doc_id, toa)
-        if current is None:
-            when = "" if toa is None else " at that time of action"
-            raise NotFound(f"{self.name} {doc_id!r} does not exist{when}")
-        if if_match is not None:
-            await self._check_match(doc_id, if_match)
-        return current
+        History holds the fold of every event up to the projected seq, so once
+        the projection has reached the document's latest event the history row
+        in effect at ``at`` is the fold's state there.
+        """
+        head = await self.store.read_head(self.name, doc_id, after_toa=at)
+        if head.seq == 0:
+            return head, MISSING
+        await self.service.projector.sync(self.name, head.seq)
+        row = await self.store.history_at(self.name, doc_id, toa=at)
+        state = MISSING if row is None else DocState(row.data, row.rev, row.updated, row.seq)
+        return head, state
 
-    async def _check_match(self, doc_id: str, if_match: int) -> None:
-        now = await self.store.get(self.name, doc_id)
-        rev = now.rev if now is not None else 0
-        if rev != if_match:
-            raise PreconditionFailed(
-                f"{self.name} {doc_id!r} is at revision {rev}, not {if_match}",
-                [ErrorDetail("If-Match", f"current revision is {rev}")],
+    def _decide(self, state: DocState, draft: Draft, at: int, *, scheduled: bool) -> DocState:
+        """The state after ``draft`` at ``at`` by the fold's rule, or the error it answers.
+
+        A scheduled write's precondition (``If-Match``) is the fold's to check
+        at its TOA; now only its preview must hold.
+        """
+        if scheduled:
+            draft = msgspec.structs.replace(draft, expect_rev=None)
+        after, failure = step(state, draft.record(self.name, _DECIDING, at))
+        if failure is not None:
+            raise self._rejection(draft.id, failure, draft.toa, state)
+        return after
+
+    def _rejection(
+        self, doc_id: str, failure: str, toa: int | None, state: DocState
+    ) -> EventdocsError:
+        """The error a write the fold rejects answers with."""
+        if failure == ALREADY_EXISTS:
+            return Conflict(f"{self.name} {doc_id!r} already exists")
+        if failure.startswith(PRECONDITION):
+            return PreconditionFailed(
+                f"{self.name} {doc_id!r} is at revision {state.rev}, not as If-Match says",
+                [ErrorDetail("If-Match", f"current revision is {state.rev}")],
             )
+        when = "" if toa is None else " at that time of action"
+        return NotFound(f"{self.name} {doc_id!r} does not exist{when}")
+
+    async def _write(
+        self,
+        doc_id: str,
+        toa: int | None,
+        make: Callable[[DocState], Awaitable[Draft]],
+        *,
+        key: str | None = None,
+        fingerprint: str | None = None,
+        fresh: bool = False,
+    ) -> WriteResult:
+        """Decide the write ``make`` builds from the document's state, and append it."""
+        for _ in range(_ATTEMPTS):
+            now = self.service.clock.now()
+            at = now if toa is None else toa
+            head, state = (Head(), MISSING) if fresh else await self._state(doc_id, at)
+            draft = await make(state)
+            self._decide(state, draft, at, scheduled=at > now)
+            guard = Guard(doc_id, head.seq, head.next_toa if toa is None else None)
+            try:
+                results = await self._apply([(draft, state)], key, fingerprint, [guard])
+            except Stale:
+                continue
+            return results[doc_id]
+        raise Stale(f"{self.name} {doc_id!r} kept changing; nothing was appended")
+
+    async def _apply(
+        self,
+        decided: Sequence[tuple[Draft, DocState]],
+        key: str | None,
+        fingerprint: str | None,
+        guards: Sequence[Guard],
+    ) -> dict[str, WriteResult]:
+        """Append decided drafts under their guards; each result is the state it produced.
+
+        The answer comes from the decision, not from a read after the commit:
+        the guards make the fold produce exactly that state, and nothing that
+        fails after the commit can turn it into an error.
+        """
+        drafts = [draft for draft, _ in decided]
+        appended = await self._commit(drafts, key=key, fingerprint=fingerprint, guards=guards)
+        if appended.replayed:
+            return {r.event.id: r for r in await self._results(appended.events, replayed=True)}
+        out = {}
+        for (_, state), event in zip(decided, appended.events, strict=True):
+            # The fold's own step: for a scheduled write, the preview at its TOA.
+            after, failure = step(state, event)
+            doc = None
+            if failure is None and after.data is not None:
+                doc = Document(event.id, after.data, after.rev, event.toa, event.seq)
+            out[event.id] = WriteResult(event, doc, event.toa > event.recorded_at)
+        return out
+
+    async def _commit(
+        self,
+        drafts: Sequence[Draft],
+        *,
+        key: str | None = None,
+        fingerprint: str | None = None,
+        guards: Sequence[Guard] = (),
+    ) -> Appended:
+        """Append, then project for read-your-writes; nothing after the append raises."""
+        await self._check_pending(drafts)
+        appended = await self.store.append(
+            self.name, drafts, idempotency_key=key, fingerprint=fingerprint, guards=guards
+        )
+        try:
+            await self.service.projector.sync(self.name, appended.events[-1].seq)
+        except Exception:  # the write is decided and durable: the scheduler projects it later
+            log.exception("projection after an append failed; the scheduler retries it")
+        if any(e.toa > e.recorded_at for e in appended.events):
+            self.service.scheduler.notify()
+        return appended
+
+    async def _replayed(self, key: str | None, fingerprint: str) -> list[WriteResult]:
+        """The first results of a request retried with idempotency ``key`` (else empty)."""
+        if key is None:
+            return []
+        first = await self.store.find_idempotent(self.name, key, fingerprint=fingerprint)
+        return await self._results(first, replayed=True) if first else []
 
     async def _check_pending(self, drafts: Sequence[Draft]) -> None:
         now = self.service.clock.now()
@@ -432,26 +610,14 @@ class Documents:
                 "pending_per_resource",
             )
 
-    async def _append(
-        self, drafts: Sequence[Draft], *, idempotency_key: str | None = None
-    ) -> WriteResult:
-        return (await self._append_many(drafts, idempotency_key=idempotency_key))[0]
-
-    async def _append_many(
-        self, drafts: Sequence[Draft], *, idempotency_key: str | None = None
-    ) -> list[WriteResult]:
-        await self._check_pending(drafts)
-        appended = await self.store.append(self.name, drafts, idempotency_key=idempotency_key)
-        await self.service.projector.sync(self.name, appended.events[-1].seq)
-        if any(e.toa > e.recorded_at for e in appended.events):
-            self.service.scheduler.notify()
-        return [await self._result(e, replayed=appended.replayed) for e in appended.events]
+    async def _results(self, events: Sequence[Event], *, replayed: bool) -> list[WriteResult]:
+        """Each event with the document right after it, read back (idempotent replays)."""
+        await self.service.projector.sync(self.name, max(e.seq for e in events))
+        return [await self._result(e, replayed=replayed) for e in events]
 
     async def _result(self, event: Event, *, replayed: bool = False) -> WriteResult:
         """The event with the document right after it (as the first response had it)."""
-        row = None if replayed else self.service.projector.recent(self.name, event.seq)
-        if row is None:
-            row = await self.store.history_at(self.name, event.id, toa=event.toa)
+        row = await self.store.history_at(self.name, event.id, toa=event.toa)
         if row is not None and row.seq != event.seq:  # another write at the same TOA
             rows = await self.store.read_history(self.name, event.id)
             row = next((r for r in rows if r.seq == event.seq), None)
@@ -471,18 +637,10 @@ def new_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
 
 
-def _same_request(events: Sequence[Event], actions: set[str], ids: set[str] | None = None) -> None:
-    """A retry with an idempotency key must be the request that first used it.
-
-    Raises:
-        ValidationFailed: the key was first used for another kind of write or
-            other documents (answering with that write's result would lie).
-    """
-    if any(e.action not in actions or (ids is not None and e.id not in ids) for e in events):
-        raise ValidationFailed(
-            "this Idempotency-Key was first used for another request",
-            [ErrorDetail("Idempotency-Key", "used for another request; use a new key")],
-        )
+def _fingerprint(request: str, doc_id: str, body: Any, toa: int | None) -> str:
+    """What identifies a request for its idempotency key: kind, document, body, TOA."""
+    data = msgspec.json.encode([request, doc_id, body, toa], order="sorted")
+    return hashlib.sha256(data).hexdigest()
 
 
 def _invalid(path: str, message: str) -> InvalidRequest:

@@ -7,6 +7,7 @@ translated at the storage boundary and HTTP statuses are chosen only in
     EventdocsError
     ├── InvalidRequest(ValueError)      bad parameter, operator, time, JSON
     │   └── ValidationFailed            document breaks the resource schema
+    │       └── KeyReused               Idempotency-Key first used for another request
     ├── NotFound(LookupError)           unknown resource, document, revision, event
     ├── NotAllowed                      request not declared by the resource
     ├── Conflict                        create of an existing id, cancel in effect
@@ -15,6 +16,7 @@ translated at the storage boundary and HTTP statuses are chosen only in
     ├── DeclarationError(TypeError)     a resource or view declaration is wrong
     └── StorageError                    the database failed or is unreachable
         └── StoreUnavailable            ...and a retry later may succeed
+            └── Stale                   the document moved between decision and append
 
 Errors that concern input carry ``errors``: one :class:`ErrorDetail` per
 failing path, so a client can point at the field.
@@ -32,10 +34,12 @@ __all__ = [
     "ErrorDetail",
     "EventdocsError",
     "InvalidRequest",
+    "KeyReused",
     "LimitExceeded",
     "NotAllowed",
     "NotFound",
     "PreconditionFailed",
+    "Stale",
     "StorageError",
     "StoreUnavailable",
     "ValidationFailed",
@@ -64,6 +68,15 @@ class InvalidRequest(EventdocsError, ValueError):
 
 class ValidationFailed(InvalidRequest):
     """A document does not satisfy its resource's schema."""
+
+
+class KeyReused(ValidationFailed):
+    """An ``Idempotency-Key`` came back with another request than the one it first decided."""
+
+    def __init__(self, detail: str = "this Idempotency-Key was first used for another request"):
+        super().__init__(
+            detail, [ErrorDetail("Idempotency-Key", "used for another request; use a new key")]
+        )
 
 
 class NotFound(EventdocsError, LookupError):
@@ -104,3 +117,11 @@ class StorageError(EventdocsError):
 
 class StoreUnavailable(StorageError):
     """The store cannot be reached right now; the call may succeed later."""
+
+
+class Stale(StoreUnavailable):
+    """A guarded append found its document moved since the write was decided.
+
+    Nothing was appended; the writer decides again against the new state. It
+    reaches a client (as 503) only when the document keeps moving.
+    """

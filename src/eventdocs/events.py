@@ -53,20 +53,30 @@ class Create(_Event, tag="create", frozen=True):
 
 
 class Update(_Event, tag="update", frozen=True):
-    """Set the fields of ``body`` (``merge``: RFC 7396 merge patch, null removes)."""
+    """Set the fields of ``body`` (``merge``: RFC 7396 merge patch, null removes).
+
+    ``expect_rev`` (``If-Match``) is a precondition the fold checks at the TOA.
+    """
 
     body: Body
     merge: bool = False
+    expect_rev: int | None = None
 
 
 class Delete(_Event, tag="delete", frozen=True):
-    """Remove an existing document."""
+    """Remove an existing document (``expect_rev``: as for :class:`Update`)."""
+
+    expect_rev: int | None = None
 
 
 class Revert(_Event, tag="revert", frozen=True):
-    """Set the document to ``body``, a full state; ``None`` means deleted."""
+    """Set the document to ``body``, a full state; ``None`` means deleted.
+
+    ``expect_rev``: as for :class:`Update`.
+    """
 
     body: Body | None
+    expect_rev: int | None = None
 
 
 class Cancel(_Event, tag="cancel", frozen=True):
@@ -91,6 +101,7 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
     merge: bool = False
     target: int = 0
     meta: dict[str, Any] = {}
+    expect_rev: int | None = None
 
     def record(self, resource: str, seq: int, recorded_at: int) -> Event:
         """The event this draft becomes when appended as ``seq`` at ``recorded_at``."""
@@ -107,11 +118,13 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
             case "create":
                 return Create(body=self.body or {}, **common)
             case "update":
-                return Update(body=self.body or {}, merge=self.merge, **common)
+                return Update(
+                    body=self.body or {}, merge=self.merge, expect_rev=self.expect_rev, **common
+                )
             case "delete":
-                return Delete(**common)
+                return Delete(expect_rev=self.expect_rev, **common)
             case "revert":
-                return Revert(body=self.body, **common)
+                return Revert(body=self.body, expect_rev=self.expect_rev, **common)
             case "cancel":
                 common["toa"] = recorded_at
                 return Cancel(target=self.target, **common)

@@ -19,7 +19,10 @@ import msgspec
 from eventdocs.events import Cancel, Create, Delete, Event, Revert, Update
 
 __all__ = [
+    "ALREADY_EXISTS",
+    "DOES_NOT_EXIST",
     "MISSING",
+    "PRECONDITION",
     "DocState",
     "Folded",
     "Outcome",
@@ -27,6 +30,7 @@ __all__ = [
     "fold",
     "merge_patch",
     "order_key",
+    "precondition_failure",
     "step",
 ]
 
@@ -88,26 +92,48 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+ALREADY_EXISTS = "document already exists"
+DOES_NOT_EXIST = "document does not exist"
+PRECONDITION = "precondition failed"
+
+
+def precondition_failure(state: DocState, expect_rev: int | None) -> str | None:
+    """Why ``expect_rev`` (an ``If-Match``) does not hold on ``state``, or ``None``."""
+    if expect_rev is None or state.rev == expect_rev:
+        return None
+    return f"{PRECONDITION}: the document is at revision {state.rev}, not {expect_rev}"
+
+
 def step(state: DocState, event: Event) -> tuple[DocState, str | None]:
     """Apply one event that is in effect and not cancelled.
 
     Returns the new state and ``None``, or the unchanged state and why the
-    event failed. A cancel changes no state here: :func:`fold` honours it.
+    event failed: a create of an existing document, an update or delete of a
+    missing one (a revert sets any state, "deleted" included), or a precondition
+    (``expect_rev``) that does not hold. A cancel changes no state here:
+    :func:`fold` honours it. Writers decide every write with this same
+    function, so an accepted write is one the fold applies.
     """
     match event:
         case Create(body=body):
             if state.exists:
-                return state, "document already exists"
+                return state, ALREADY_EXISTS
             data: dict[str, Any] | None = dict(body)
-        case Update(body=body, merge=merge):
+        case Update(body=body, merge=merge, expect_rev=expect):
             if state.data is None:
-                return state, "document does not exist"
+                return state, DOES_NOT_EXIST
+            if failure := precondition_failure(state, expect):
+                return state, failure
             data = merge_patch(state.data, body) if merge else {**state.data, **body}
-        case Delete():
+        case Delete(expect_rev=expect):
             if not state.exists:
-                return state, "document does not exist"
+                return state, DOES_NOT_EXIST
+            if failure := precondition_failure(state, expect):
+                return state, failure
             data = None
-        case Revert(body=body):
+        case Revert(body=body, expect_rev=expect):
+            if failure := precondition_failure(state, expect):
+                return state, failure
             data = None if body is None else dict(body)
         case Cancel():
             return state, None

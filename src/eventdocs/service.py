@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from eventdocs.documents import Documents, Limits
-from eventdocs.errors import DeclarationError, NotFound
+from eventdocs.errors import DeclarationError, NotFound, StorageError
 from eventdocs.projections.lease import lease_for
 from eventdocs.projections.projector import Projector
 from eventdocs.projections.scheduler import Scheduler
@@ -84,7 +84,13 @@ class Service:
             await self.store.ensure_resource(name, list(indexes.get(name, {}).values()))
         for view in self.views:
             await self.store.ensure_view(view.name)
-        await rebuild_stale_views(self.store, self.views)
+        for view in self.views:
+            try:
+                await rebuild_stale_views(self.store, [view])
+            except StorageError:
+                raise
+            except Exception as exc:  # the view's own code: serve without it
+                self.projector.view_failed(view, view.sources[0], 0, exc)
         if self.background:
             await self.scheduler.start()
         else:

@@ -114,12 +114,15 @@ async def test_idempotency_key_replays_the_first_response(durable_api: Api) -> N
     first = await durable_api.client.simulate_post("/v1/post", json=post(), headers=headers)
     assert first.status_code == 201
     durable_api.clock.advance(1_000_000)
-    again = await durable_api.client.simulate_post(
-        "/v1/post", json=post(title="Other"), headers=headers
-    )
+    again = await durable_api.client.simulate_post("/v1/post", json=post(), headers=headers)
     assert again.status_code == 201
     assert again.json == first.json
     assert again.headers["location"] == first.headers["location"]
+    other = await durable_api.client.simulate_post(
+        "/v1/post", json=post(title="Other"), headers=headers
+    )
+    assert_problem(other, 422)  # the same key with another request decides nothing
+    assert other.json["errors"][0]["path"] == "Idempotency-Key"
     assert await durable_api.seq() == 1
 
 
@@ -132,10 +135,14 @@ async def test_idempotency_key_on_revert_and_bulk(api: Api) -> None:
         f"{path}/revert", json={"to_revision": 1}, headers=headers
     )
     again = await api.client.simulate_post(
-        f"{path}/revert", json={"to_revision": 2}, headers=headers
+        f"{path}/revert", json={"to_revision": 1}, headers=headers
     )
     assert first.status_code == again.status_code == 200
     assert again.json == first.json and again.json["title"] == "Hello"
+    other = await api.client.simulate_post(
+        f"{path}/revert", json={"to_revision": 2}, headers=headers
+    )
+    assert_problem(other, 422)
     seq = await api.seq()
     bulk = {"action": "update", "ids": [doc["id"], "missing"], "body": {"title": "B"}}
     headers = {"Idempotency-Key": "bulk-1"}

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from eventdocs.errors import StorageError, StoreUnavailable
+from eventdocs.errors import KeyReused, Stale, StorageError, StoreUnavailable
 from eventdocs.events import Draft
 from eventdocs.fields import Integer
 from eventdocs.projections.lease import Lease, lease_for
@@ -30,8 +30,17 @@ from eventdocs.projections.views import Change, Rows, View
 from eventdocs.query import Query
 from eventdocs.resources import Resource
 from eventdocs.service import Service
-from eventdocs.storage import Checkpoint, Document, HistoryWrite, IndexSpec, ProjectionBatch
+from eventdocs.storage import (
+    Appended,
+    Checkpoint,
+    Document,
+    Guard,
+    HistoryWrite,
+    IndexSpec,
+    ProjectionBatch,
+)
 from eventdocs.storage.mongodb import MongoStore
+from eventdocs.storage.mongodb.codec import event_doc
 from mongotest import (
     SKIP_REASON,
     STANDALONE_SKIP_REASON,
@@ -137,7 +146,7 @@ async def test_documents_round_trip_as_json(store: MongoStore) -> None:
 @needs_server
 async def test_a_dead_writer_is_voided_and_a_late_one_fails(store: MongoStore) -> None:
     first = (await store.append("post", [create("a")])).events[0]
-    start, _ = await store._allocate("post", 2)  # a writer that dies right after allocating
+    start, _, _ = await store._allocate("post", 2)  # a writer that dies right after allocating
     assert await store.last_seq("post") == 1  # readers stop before the pending batch
     began = time.monotonic()
     (later,) = (await store.append("post", [create("b")])).events
@@ -148,7 +157,7 @@ async def test_a_dead_writer_is_voided_and_a_late_one_fails(store: MongoStore) -
     # The dead writer wakes up: its events never show, its write fails.
     late = create("x").record("post", start, 0)
     with pytest.raises(StorageError):
-        await store._write_batch("post", start, 1, [late], [])
+        await store._write_batch("post", start, 1, [{**event_doc(late), "prev": 0}], [])
     assert await store.read_event("post", start) is None
     assert await store.read_document("post", "x") == []
 
@@ -256,6 +265,108 @@ async def test_a_standalone_server_is_served_by_one_process() -> None:
     finally:
         await first.close()
         await discard(second)
+
+
+# -- decided writes across stores (each store stands for a process) ------------------
+
+
+@pytest.fixture
+async def two(store: MongoStore) -> AsyncIterator[tuple[MongoStore, MongoStore]]:
+    """``store`` and a second store on its database (refused on a standalone server)."""
+    if store.standalone:
+        pytest.skip("one process serves a database on a standalone server")
+    other = MongoStore(store.url, transactions=store.transactions, stale_after=0.5)
+    await other.open()
+    yield store, other
+    await other.close()
+
+
+def update(id: str, **body: Any) -> Draft:
+    return Draft(action="update", id=id, body=body)
+
+
+async def test_a_guard_lets_one_of_two_racing_appends_through(
+    two: tuple[MongoStore, MongoStore],
+) -> None:
+    one, other = two
+    (head,) = (await one.append("post", [create("a", n=0)])).events
+    seq = head.seq
+    for round_ in range(10):
+        guard = [Guard("a", seq)]
+        results = await asyncio.gather(
+            one.append("post", [update("a", n=round_)], guards=guard),
+            other.append("post", [update("a", n=-round_)], guards=guard),
+            return_exceptions=True,
+        )
+        won = [r for r in results if isinstance(r, Appended)]
+        assert len(won) == 1, results
+        assert all(isinstance(r, Stale) for r in results if r is not won[0])
+        seq = won[0].events[0].seq
+        assert (await other.read_head("post", "a", after_toa=0)).seq == seq
+    log = await one.read_document("post", "a")
+    assert len(log) == 11  # nothing of a refused append was written
+
+
+async def test_a_guard_fails_on_an_event_of_the_same_group(store: MongoStore) -> None:
+    (head,) = (await store.append("post", [create("a")])).events
+    guard = [Guard("a", head.seq)]
+    results = await asyncio.gather(
+        *(store.append("post", [update("a", i=i)], guards=guard) for i in range(5)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, Appended) for r in results) == 1
+    assert sum(isinstance(r, Stale) for r in results) == 4
+    assert len(await store.read_document("post", "a")) == 2
+
+
+async def test_a_guard_s_before_bounds_the_recorded_at(store: MongoStore) -> None:
+    now = store.clock.now()
+    with pytest.raises(Stale):
+        await store.append("post", [create("a")], guards=[Guard("a", 0, before=now)])
+    assert await store.read_document("post", "a") == []
+    far = now + 3_600_000_000
+    (event,) = (await store.append("post", [create("a")], guards=[Guard("a", 0, far)])).events
+    assert event.recorded_at < far
+
+
+async def test_an_idempotency_key_is_decided_once_across_stores(
+    two: tuple[MongoStore, MongoStore],
+) -> None:
+    one, other = two
+    for round_ in range(5):
+        key = f"k{round_}"
+        calls = [
+            (one if i % 2 else other).append(
+                "post", [create(f"d{round_}-{i}")], idempotency_key=key, fingerprint=f"f{i % 3}"
+            )
+            for i in range(6)
+        ]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        firsts = [r for r in results if isinstance(r, Appended) and not r.replayed]
+        assert len(firsts) == 1, results
+        (first,) = firsts
+        for result in results:
+            assert isinstance(result, Appended | KeyReused), result
+            if isinstance(result, Appended):
+                assert result.events == first.events
+        assert await other.find_idempotent("post", key) == first.events
+        with pytest.raises(KeyReused):
+            await one.find_idempotent("post", key, fingerprint="another")
+    assert len(await one.read_log("post")) == 5  # (a raced batch leaves void seqs)
+
+
+async def test_a_step_that_did_not_see_an_event_recorded_before_its_time_is_refused(
+    store: MongoStore,
+) -> None:
+    (event,) = (await store.append("post", [create("a")])).events
+    blind = ProjectionBatch(Checkpoint(0, event.recorded_at + 10), base=Checkpoint())
+    assert not await store.write_projection("post", blind)
+    assert await store.read_checkpoint("post") == Checkpoint()
+    seen = ProjectionBatch(Checkpoint(1, event.recorded_at + 10), base=Checkpoint())
+    assert await store.write_projection("post", seen)
+    # Whatever the clock says, nothing is recorded before a time already projected.
+    (later,) = (await store.append("post", [create("b")])).events
+    assert later.recorded_at >= event.recorded_at + 10
 
 
 class Author(Resource):

@@ -5,6 +5,8 @@ has waited: an appended event not yet projected (since it was recorded), or
 a scheduled write whose TOA has passed but that is not yet in the master
 collection (since its TOA). Zero when the projector is current. The answer is
 ``200`` while the store answers; a store that cannot be reached is a 503.
+A view whose code raised is named under ``failing_views`` (with the seq it
+stopped at and the error) and the status is ``degraded`` until it is rebuilt.
 """
 
 from __future__ import annotations
@@ -52,10 +54,15 @@ class HealthResource:
                 "scheduled": scheduled,
             }
         next_toa = self.service.scheduler.next_toa
+        failing = {
+            name: {"resource": f.resource, "seq": f.seq, "error": f.error}
+            for name, f in self.service.projector.failing.items()
+        }
         send(
             resp,
             {
-                "status": "ok",
+                "status": "degraded" if failing else "ok",
+                "failing_views": failing,
                 "time": format_time(now),
                 "next_toa": None if next_toa is None else format_time(next_toa),
                 "resources": resources,

@@ -26,7 +26,7 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from eventdocs.documents import BulkItem, Documents, WriteResult
+from eventdocs.documents import BulkItem, BulkTarget, Documents, WriteResult
 from eventdocs.errors import (
     ErrorDetail,
     InvalidRequest,
@@ -93,7 +93,7 @@ class RevertBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class BulkBody(msgspec.Struct, forbid_unknown_fields=True):
     action: Literal["update", "delete"]
-    ids: list[str]
+    ids: list[str | BulkTarget]
     body: dict[str, Any] | None = None
     merge: bool = False
 

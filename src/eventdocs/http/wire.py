@@ -238,6 +238,8 @@ def render_event(event: Event) -> dict[str, Any]:
         out["merge"] = event.merge
     elif isinstance(event, Cancel):
         out["target"] = event.target
+    if not isinstance(event, Create | Cancel) and event.expect_rev is not None:
+        out["if_match"] = event.expect_rev
     if event.meta:
         out["meta"] = event.meta
     return out

@@ -21,8 +21,11 @@ once.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+
+import msgspec
 
 from eventdocs.events import Cancel, Event
 from eventdocs.fold import MISSING, DocState, fold, order_key, step
@@ -37,9 +40,19 @@ from eventdocs.storage.contract import (
 )
 from eventdocs.times import Clock
 
-__all__ = ["Projector", "history_rows", "in_effect"]
+__all__ = ["Projector", "ViewFailure", "history_rows", "in_effect"]
 
 _RECENT_ROWS = 4096
+log = logging.getLogger("eventdocs.projector")
+
+
+class ViewFailure(msgspec.Struct, frozen=True):
+    """A view whose code raised: it stopped before the change of event ``seq``."""
+
+    view: str
+    resource: str
+    seq: int
+    error: str
 
 
 def history_rows(doc_id: str, steps: Iterable[tuple[DocState, Event]]) -> list[Document]:
@@ -96,6 +109,7 @@ class Projector:
         for view in self.views:
             for source in view.sources:
                 self._views_of[source].append(view)
+        self.failing: dict[str, ViewFailure] = {}
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._done: dict[str, Checkpoint] = {}
         self._recent: dict[str, dict[int, Document]] = defaultdict(dict)
@@ -127,9 +141,12 @@ class Projector:
                 checkpoint = await self._start_clean(resource, checkpoint)
             while True:
                 events = await self.store.read_log(
-                    resource, after=checkpoint.seq, limit=self.batch_size
+                    resource, after=checkpoint.seq, limit=self.batch_size + 1
                 )
+                more, events = events[self.batch_size :], events[: self.batch_size]
                 now = max(checkpoint.toa, self.clock.now(), *(e.recorded_at for e in events[-1:]))
+                if more:  # not caught up: project no later than the first event not read
+                    now = max(checkpoint.toa, min(now, more[0].recorded_at - 1))
                 batch = await self._step(resource, checkpoint, events, now)
                 if batch is not None:
                     if not await self.store.write_projection(resource, batch):
@@ -144,7 +161,7 @@ class Projector:
                         recent.clear()
                     recent.update((row.seq, row) for w in batch.history for row in w.rows)
                 self._done[resource] = checkpoint
-                if len(events) < self.batch_size:
+                if not more:
                     return checkpoint
 
     async def _start_clean(self, resource: str, checkpoint: Checkpoint) -> Checkpoint:
@@ -156,7 +173,10 @@ class Projector:
         """
         if await self.store.reset_projection(resource, base=checkpoint):
             for view in self._views_of.get(resource, []):
-                await rebuild_view(self.store, view)
+                try:
+                    await rebuild_view(self.store, view)
+                except Exception as exc:
+                    self.view_failed(view, resource, 0, exc)
         return await self.store.read_checkpoint(resource)
 
     async def _step(
@@ -233,7 +253,7 @@ class Projector:
     async def _view_writes(
         self, resource: str, master: dict[str, Document | None], checkpoint: Checkpoint
     ) -> dict[str, ViewWrite]:
-        views = self._views_of.get(resource)
+        views = [v for v in self._views_of.get(resource, ()) if v.name not in self.failing]
         if not views:
             return {}
         changes = []
@@ -243,7 +263,17 @@ class Projector:
             after_data = after.data if after else None
             if before_data != after_data:
                 changes.append(Change(resource, doc_id, before_data, after_data))
-        return {
-            view.name: await fold_view(self.store, view, changes, {resource: checkpoint})
-            for view in views
-        }
+        writes = {}
+        for view in views:
+            try:
+                writes[view.name] = await fold_view(
+                    self.store, view, changes, {resource: checkpoint}
+                )
+            except Exception as exc:  # a view's code never fails a write: it stops here
+                self.view_failed(view, resource, checkpoint.seq, exc)
+        return writes
+
+    def view_failed(self, view: View, resource: str, seq: int, exc: Exception) -> None:
+        """Stop ``view`` (until rebuilt) because its code raised on ``resource``'s events."""
+        log.error("view %s failed at %s seq %d: %r; it stays behind", view.name, resource, seq, exc)
+        self.failing[view.name] = ViewFailure(view.name, resource, seq, repr(exc))

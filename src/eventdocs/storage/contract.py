@@ -34,6 +34,8 @@ __all__ = [
     "Checkpoint",
     "Document",
     "EventStore",
+    "Guard",
+    "Head",
     "HistoryWrite",
     "IndexSpec",
     "ProjectionBatch",
@@ -62,6 +64,28 @@ class Appended(msgspec.Struct, frozen=True):
 
     events: list[Event]
     replayed: bool = False
+
+
+class Guard(msgspec.Struct, frozen=True):
+    """What a write was decided on: append only while it still holds.
+
+    Document ``id``'s latest event (cancels included) must still be ``head``
+    (0: it has none), and the ``recorded_at`` the store gives the append must
+    be earlier than ``before`` (``None``: any), the TOA of the document's next
+    write, so that no write of it comes due between decision and append.
+    """
+
+    id: str
+    head: int
+    before: int | None = None
+
+
+class Head(msgspec.Struct, frozen=True):
+    """A document's latest event ``seq`` (0: none) and the TOA of its first write
+    after some time (``None``: none): what a :class:`Guard` is made of."""
+
+    seq: int = 0
+    next_toa: int | None = None
 
 
 class Checkpoint(msgspec.Struct, frozen=True):
@@ -150,16 +174,32 @@ class EventStore(Protocol):
     # -- the log -------------------------------------------------------------
 
     async def append(
-        self, resource: str, drafts: Sequence[Draft], *, idempotency_key: str | None = None
+        self,
+        resource: str,
+        drafts: Sequence[Draft],
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        guards: Sequence[Guard] = (),
     ) -> Appended:
         """Append ``drafts`` atomically and durably; return them as recorded events.
 
-        Each gets the next ``seq`` and a ``recorded_at`` from the store's clock
-        that never goes backwards within the log. When the call returns the
-        events survive a crash. Concurrent calls may share one transaction
-        (group commit) but each call is all or nothing. With an
-        ``idempotency_key`` already used on this resource, nothing is appended
-        and the events of the first call come back with ``replayed=True``.
+        Each gets the next ``seq`` and a ``recorded_at`` from the store's clock,
+        read when the append is written, that never goes backwards within the
+        log. When the call returns the events survive a crash. Concurrent calls
+        may share one transaction (group commit) but each call is all or
+        nothing.
+
+        Decided writes: every one of ``guards`` must hold in the transaction
+        that appends, else nothing is appended and
+        :class:`~eventdocs.errors.Stale` is raised (the caller decides again).
+
+        With an ``idempotency_key`` already used on this resource nothing is
+        appended: the events of the first call come back with
+        ``replayed=True`` when the stored fingerprint is ``fingerprint`` (or
+        either is ``None``), else :class:`~eventdocs.errors.KeyReused` is
+        raised. A new key is stored with its fingerprint in the append's
+        transaction, so concurrent first uses are resolved by the store.
         """
         ...
 
@@ -171,8 +211,19 @@ class EventStore(Protocol):
         """
         ...
 
-    async def find_idempotent(self, resource: str, key: str) -> list[Event] | None:
-        """The events appended with idempotency ``key``, or ``None`` if it is unused."""
+    async def find_idempotent(
+        self, resource: str, key: str, *, fingerprint: str | None = None
+    ) -> list[Event] | None:
+        """The events appended with idempotency ``key``, or ``None`` if it is unused.
+
+        Raises :class:`~eventdocs.errors.KeyReused` when ``fingerprint`` and the
+        stored one are both given and differ.
+        """
+        ...
+
+    async def read_head(self, resource: str, id: str, *, after_toa: int) -> Head:
+        """Document ``id``'s latest seq and the smallest TOA ``> after_toa`` of its
+        writes (cancelled or not): an index seek, whatever the history's length."""
         ...
 
     async def read_log(self, resource: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
@@ -244,7 +295,11 @@ class EventStore(Protocol):
         """Write history, master rows, view rows and the checkpoint in one transaction.
 
         Returns ``False``, writing nothing, unless ``batch.fits`` the stored
-        checkpoint (another step, maybe another process's, came first).
+        checkpoint (another step, maybe another process's, came first), or when
+        an event after ``batch.checkpoint.seq`` was recorded after the stored
+        checkpoint's toa and at or before ``batch.checkpoint.toa``: the step
+        did not see a write it projects past (a cancel among them would let
+        its target be seen in effect).
         """
         ...
 

@@ -13,13 +13,15 @@ from typing import Any
 
 import msgspec
 
-from eventdocs.errors import InvalidRequest, NotFound
+from eventdocs.errors import InvalidRequest, KeyReused, NotFound, Stale
 from eventdocs.events import Cancel, Draft, Event
 from eventdocs.query import Query, matches, sort_documents
 from eventdocs.storage.contract import (
     Appended,
     Checkpoint,
     Document,
+    Guard,
+    Head,
     IndexSpec,
     ProjectionBatch,
 )
@@ -31,7 +33,7 @@ __all__ = ["MemoryStore"]
 @dataclass
 class _Resource:
     log: list[Event] = field(default_factory=list)
-    keys: dict[str, list[int]] = field(default_factory=dict)
+    keys: dict[str, tuple[list[int], str | None]] = field(default_factory=dict)
     history: dict[str, list[Document]] = field(default_factory=dict)
     master: dict[str, Document] = field(default_factory=dict)
     checkpoint: Checkpoint = field(default_factory=Checkpoint)
@@ -91,20 +93,35 @@ class MemoryStore:
         return sorted(self._resources)
 
     async def append(
-        self, resource: str, drafts: Sequence[Draft], *, idempotency_key: str | None = None
+        self,
+        resource: str,
+        drafts: Sequence[Draft],
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        guards: Sequence[Guard] = (),
     ) -> Appended:
         res = self._res(resource)
         async with self._lock:
-            if idempotency_key is not None and idempotency_key in res.keys:
-                seqs = set(res.keys[idempotency_key])
-                return Appended([e for e in res.log if e.seq in seqs], replayed=True)
+            if idempotency_key is not None:
+                first = await self.find_idempotent(
+                    resource, idempotency_key, fingerprint=fingerprint
+                )
+                if first is not None:
+                    return Appended(first, replayed=True)
             recorded = max(self.clock.now(), res.last_recorded)
+            for guard in guards:
+                heads = [e.seq for e in res.log if e.id == guard.id]
+                if (heads[-1] if heads else 0) != guard.head or (
+                    guard.before is not None and recorded >= guard.before
+                ):
+                    raise Stale(f"{resource} {guard.id!r} changed since the write was decided")
             res.last_recorded = recorded
             start = len(res.log)
             events = [d.record(resource, start + i + 1, recorded) for i, d in enumerate(drafts)]
             res.log.extend(events)
             if idempotency_key is not None:
-                res.keys[idempotency_key] = [e.seq for e in events]
+                res.keys[idempotency_key] = ([e.seq for e in events], fingerprint)
             return Appended(events)
 
     async def load(self, resource: str, events: Sequence[Event]) -> None:
@@ -117,12 +134,21 @@ class MemoryStore:
             if events:
                 res.last_recorded = max(res.last_recorded, events[-1].recorded_at)
 
-    async def find_idempotent(self, resource: str, key: str) -> list[Event] | None:
+    async def find_idempotent(
+        self, resource: str, key: str, *, fingerprint: str | None = None
+    ) -> list[Event] | None:
         res = self._res(resource)
         if key not in res.keys:
             return None
-        seqs = set(res.keys[key])
-        return [e for e in res.log if e.seq in seqs]
+        seqs, stored = res.keys[key]
+        if fingerprint is not None and stored is not None and stored != fingerprint:
+            raise KeyReused()
+        return [e for e in res.log if e.seq in set(seqs)]
+
+    async def read_head(self, resource: str, id: str, *, after_toa: int) -> Head:
+        events = [e for e in self._res(resource).log if e.id == id]
+        later = [e.toa for e in events if not isinstance(e, Cancel) and e.toa > after_toa]
+        return Head(events[-1].seq if events else 0, min(later, default=None))
 
     async def read_log(self, resource: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
         return self._res(resource).log[after : after + limit]
@@ -201,6 +227,9 @@ class MemoryStore:
     async def write_projection(self, resource: str, batch: ProjectionBatch) -> bool:
         res = self._res(resource)
         if not batch.fits(res.checkpoint):
+            return False
+        since, until = res.checkpoint.toa, batch.checkpoint.toa
+        if any(since < e.recorded_at <= until for e in res.log[batch.checkpoint.seq :]):
             return False
         for write in batch.history:
             kept = [row for row in res.history.get(write.id, []) if row.rev < write.from_rev]

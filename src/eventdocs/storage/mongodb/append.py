@@ -1,53 +1,122 @@
-"""Appends: allocate, write, commit; no multi-document transaction needed.
+"""Appends: allocate, write, commit; decided atomically without a transaction.
 
 1. *allocate*: a compare-and-set on the log's counter document takes ``n``
-   seqs and ``recorded_at = max(now, last)`` and registers the batch as
+   seqs and ``recorded_at = max(now, last, floor)`` and registers the batch as
    *pending*;
-2. *write*: the idempotency keys, then the events, in ordered inserts;
+2. *write*: the idempotency keys (with their fingerprints), then the events,
+   in ordered inserts;
 3. *commit*: a conditional ``$unset`` of the pending entry.
 
 Readers trust only seqs up to the high-water mark (:mod:`.hwm`), so a batch is
 never seen in part. A batch whose writer died is voided: its commit then
 fails, and so does any late insert of it. An append returns once every seq up
 to its last is final, so read-your-writes holds across processes. Concurrent
-appends of one process share one allocation (group commit), so one resource
-serializes on its counter document only once per group.
+appends of one process share one allocation (group commit); a call touching a
+document that an earlier call of the group touches waits for the next group.
+
+**Guards.** Every event records ``prev``, the seq of its document's previous
+event (0 for the first), under a unique index on ``(id, prev)``: a document's
+events form one chain, and only one event can ever follow a given one. A
+guarded append sets ``prev`` to the guard's ``head``, so its insert fails, and
+the whole batch is voided, exactly when another event of the document came
+after ``head``, in this process or any other: the guard is checked by the
+insert itself. (An unguarded append, an import for one, follows the latest
+final event.) A guard's ``before`` is checked against the ``recorded_at`` the
+allocation's compare-and-set is about to write, so it is the one the events
+get. Void markers carry no ``prev``, so a voided event frees its place.
+
+**Idempotency keys** are unique documents written before the events, with the
+request's fingerprint: of two first uses racing in any processes one insert
+wins; the other call finds the key and replays it, or is refused with
+``KeyReused`` when the fingerprints differ.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from pymongo.errors import PyMongoError
 
-from eventdocs.errors import InvalidRequest, NotFound, StorageError, StoreUnavailable
+from eventdocs.errors import (
+    InvalidRequest,
+    KeyReused,
+    NotFound,
+    Stale,
+    StorageError,
+    StoreUnavailable,
+)
 from eventdocs.events import Draft, Event
-from eventdocs.storage.contract import Appended
+from eventdocs.storage.contract import Appended, Guard
 from eventdocs.storage.mongodb.base import MIN_TIME, wall
 from eventdocs.storage.mongodb.codec import Doc, event_doc, event_of
-from eventdocs.storage.mongodb.errors import boundary, is_duplicate, translate
+from eventdocs.storage.mongodb.errors import boundary, duplicate_of, is_duplicate, translate
 from eventdocs.storage.mongodb.hwm import HighWater
 
 __all__ = ["Appends", "Call"]
+
+_KEYS = "eventdocs_keys"
 
 
 class Call:
     """One ``append`` waiting for its group: settled with a result or an error."""
 
-    __slots__ = ("drafts", "events", "future", "key", "replay_of")
+    __slots__ = (
+        "drafts",
+        "events",
+        "fingerprint",
+        "future",
+        "guards",
+        "key",
+        "late",
+        "replay_of",
+    )
 
-    def __init__(self, drafts: list[Draft], key: str | None) -> None:
+    def __init__(
+        self,
+        drafts: list[Draft],
+        key: str | None,
+        fingerprint: str | None = None,
+        guards: Sequence[Guard] = (),
+    ) -> None:
         self.drafts = drafts
         self.key = key
+        self.fingerprint = fingerprint
+        self.guards = {g.id: g for g in guards}
         self.events: list[Event] = []
         self.replay_of: Call | None = None
+        self.late = False  # a guard's ``before`` is past the recorded_at it would get
         self.future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+
+    @property
+    def ids(self) -> set[str]:
+        return {d.id for d in self.drafts} | set(self.guards)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
 
 
 class _Raced(Exception):
     """Another process took an idempotency key of the group: redo each call alone."""
+
+
+class _Moved(Exception):
+    """An event's place in its document's chain was taken: another append came first."""
+
+    def __init__(self, doc_id: str | None) -> None:
+        super().__init__(doc_id)
+        self.doc_id = doc_id
+
+
+def _same(first: str | None, again: str | None) -> bool:
+    """Whether a key's stored fingerprint allows a replay (either unknown: yes)."""
+    return first is None or again is None or first == again
+
+
+def _stale(r: str, doc_id: str) -> Stale:
+    return Stale(f"{r} {doc_id!r} changed since the write was decided")
 
 
 class Appends(HighWater):
@@ -55,12 +124,18 @@ class Appends(HighWater):
 
     @boundary
     async def append(
-        self, resource: str, drafts: Sequence[Draft], *, idempotency_key: str | None = None
+        self,
+        resource: str,
+        drafts: Sequence[Draft],
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        guards: Sequence[Guard] = (),
     ) -> Appended:
         r = await self._res(resource)
         if self._db is None:
             raise StorageError("the store is not open")
-        call = Call(list(drafts), idempotency_key)
+        call = Call(list(drafts), idempotency_key, fingerprint, guards)
         self._queues.setdefault(r, []).append(call)
         if r not in self._drains:
             task = asyncio.create_task(self._drain(r), name=f"eventdocs-append-{r}")
@@ -71,29 +146,42 @@ class Appends(HighWater):
         """Commit every queued call of ``r``, a group at a time."""
         try:
             while calls := self._queues.pop(r, []):
-                await self._settle(r, calls)
+                group, touched = [], set[str]()
+                for call in calls:
+                    if call.ids & touched:  # decided on a state the group changes
+                        self._queues.setdefault(r, []).append(call)
+                    else:
+                        group.append(call)
+                    touched |= call.ids
+                await self._settle(r, group)
         finally:
             self._drains.pop(r, None)
 
     async def _settle(self, r: str, calls: list[Call], tries: int = 3) -> None:
         try:
             await self._commit(r, calls)
-        except _Raced:
-            # Another process used a key first: alone, each call now finds it and replays.
+        except (_Raced, _Moved) as exc:
+            # Alone, each call finds the key and replays, or learns its guard failed.
             pending = [c for c in calls if not c.future.done()]
+            if len(pending) == 1 and isinstance(exc, _Moved):
+                (call,) = pending
+                guarded = exc.doc_id in call.guards or (exc.doc_id is None and call.guards)
+                if guarded or tries <= 1:
+                    call.fail(_stale(r, exc.doc_id or "?"))
+                    return
+                await asyncio.sleep(0.005 * (4 - tries))  # an unguarded write: wait, follow
             if tries > 1:
                 for call in pending:
                     call.replay_of = None
+                    call.late = False
                     await self._settle(r, [call], tries - 1)
             for call in pending:
-                if not call.future.done():
-                    call.future.set_exception(StoreUnavailable("mongodb: idempotency key race"))
+                call.fail(StoreUnavailable("mongodb: an idempotency key or guard race"))
             return
         except BaseException as exc:
             error = translate(exc) if isinstance(exc, PyMongoError) else exc
             for call in calls:
-                if not call.future.done():
-                    call.future.set_exception(error)
+                call.fail(error)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -112,48 +200,97 @@ class Appends(HighWater):
         owners: dict[str, Call] = {}
         for call in calls:
             if call.key is not None and call.key in used:
-                call.future.set_result(Appended(used[call.key], replayed=True))
+                events, first_fingerprint = used[call.key]
+                if _same(first_fingerprint, call.fingerprint):
+                    call.future.set_result(Appended(events, replayed=True))
+                else:
+                    call.fail(KeyReused())
             elif call.key is not None and call.key in owners:
-                call.replay_of = owners[call.key]
+                if _same(owners[call.key].fingerprint, call.fingerprint):
+                    call.replay_of = owners[call.key]
+                else:
+                    call.fail(KeyReused())
             else:
                 fresh.append(call)
                 if call.key is not None:
                     owners[call.key] = call
-        n = sum(len(c.drafts) for c in fresh)
+        if not fresh:
+            return
+        guarded = {i: g.head for c in fresh for i, g in c.guards.items()}
+        heads = await self._heads(r, {d.id for c in fresh for d in c.drafts} - guarded.keys())
+
+        def admit(recorded: int) -> int:
+            """Mark the calls a guard's ``before`` rules out; how many events remain."""
+            for call in fresh:
+                call.late = any(
+                    g.before is not None and recorded >= g.before for g in call.guards.values()
+                )
+            return sum(len(c.drafts) for c in fresh if not c.late)
+
+        first, recorded, n = await self._allocate(r, admit=admit)
+        for call in calls:
+            owner = call if call.replay_of is None else call.replay_of
+            if owner.late:
+                call.fail(_stale(r, next(iter(owner.guards))))
+        fresh = [c for c in fresh if not c.late]
         if not n:
             return
-        first, recorded = await self._allocate(r, n)
-        seq = first
+        seq, prevs = first, {**heads, **guarded}
+        docs: list[Doc] = []
         for call in fresh:
             call.events = [d.record(r, seq + i, recorded) for i, d in enumerate(call.drafts)]
             seq += len(call.drafts)
+            for event in call.events:
+                docs.append({**event_doc(event), "prev": prevs.get(event.id, 0)})
+                prevs[event.id] = event.seq
         key_docs = [
-            {"_id": {"r": r, "k": c.key}, "seqs": [e.seq for e in c.events], "batch": first}
+            {
+                "_id": {"r": r, "k": c.key},
+                "seqs": [e.seq for e in c.events],
+                "batch": first,
+                "fingerprint": c.fingerprint,
+            }
             for c in fresh
             if c.key is not None
         ]
-        events = [e for c in fresh for e in c.events]
-        await self._write_batch(r, first, n, events, key_docs)
+        await self._write_batch(r, first, n, docs, key_docs)
+
+    async def _heads(self, r: str, ids: Iterable[str]) -> dict[str, int]:
+        """The latest final event of each of ``ids`` that has one: what an unguarded
+        event follows in its document's chain."""
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        hwm = await self._hwm(r)
+        pipeline: list[Doc] = [
+            {"$match": {"id": {"$in": wanted}, "_id": {"$lte": hwm}, "void": {"$exists": False}}},
+            {"$group": {"_id": "$id", "seq": {"$max": "$_id"}}},
+        ]
+        cursor = await self._coll(f"{r}_revisions").aggregate(pipeline)
+        return {d["_id"]: int(d["seq"]) async for d in cursor}
 
     async def _write_batch(
-        self, r: str, first: int, n: int, events: list[Event], key_docs: list[Doc]
+        self, r: str, first: int, n: int, docs: list[Doc], key_docs: list[Doc]
     ) -> None:
         """Write an allocated batch and commit it; on any failure void it."""
         committed = False
         try:
             if key_docs:
                 try:
-                    await self._coll("eventdocs_keys").insert_many(key_docs)
+                    await self._coll(_KEYS).insert_many(key_docs)
                 except PyMongoError as exc:
                     if is_duplicate(exc):
                         raise _Raced from None
                     raise
-            if events:
+            if docs:
                 try:
-                    await self._coll(f"{r}_revisions").insert_many([event_doc(e) for e in events])
+                    await self._coll(f"{r}_revisions").insert_many(docs)
                 except PyMongoError as exc:
-                    if not is_duplicate(exc):
+                    taken = duplicate_of(exc)
+                    if taken is None:
                         raise
+                    if "prev" in taken:
+                        raise _Moved(taken.get("id")) from None
                     # void markers: the batch was given up on
                     raise StoreUnavailable(
                         "mongodb: the append took too long and was abandoned"
@@ -172,9 +309,17 @@ class Appends(HighWater):
         await self._wait_final(r, first + n - 1)
 
     async def _allocate(
-        self, r: str, n: int, *, expect: int | None = None, rec: int = MIN_TIME
-    ) -> tuple[int, int]:
-        """Take ``n`` seqs and a ``recorded_at`` (compare-and-set on the counter)."""
+        self,
+        r: str,
+        n: int = 0,
+        *,
+        expect: int | None = None,
+        rec: int = MIN_TIME,
+        admit: Callable[[int], int] | None = None,
+    ) -> tuple[int, int, int]:
+        """Take seqs and a ``recorded_at`` (compare-and-set on the counter): ``n`` of
+        them, or as many as ``admit(recorded_at)`` says; returns (first seq,
+        recorded_at, how many)."""
         counters = self._coll("eventdocs_counters")
         while True:
             doc = await counters.find_one({"_id": r})
@@ -183,24 +328,33 @@ class Appends(HighWater):
             last = int(doc["seq"])
             if expect is not None and (last != expect or doc.get("pending") or doc.get("voiding")):
                 raise InvalidRequest(f"imported seqs must continue the log at {last + 1}")
-            recorded = max(self.clock.now(), int(doc["rec"]), rec)
+            floor = doc.get("floor")
+            recorded = max(self.clock.now(), int(doc["rec"]), int(floor or MIN_TIME), rec)
+            if admit is not None:
+                n = admit(recorded)
+            if not n:
+                return last + 1, recorded, 0
             moved = await counters.update_one(
-                {"_id": r, "seq": last},
+                # The floor a projection step raised since the read must hold too.
+                {"_id": r, "seq": last, "floor": floor},
                 {
                     "$set": {
                         "seq": last + n,
                         "rec": recorded,
-                        f"pending.{last + 1}": {"n": n, "at": wall()},
+                        f"pending.{last + 1}": {"n": n, "at": wall(), "rec": recorded},
                     }
                 },
             )
             if moved.matched_count:
-                return last + 1, recorded
+                return last + 1, recorded, n
 
-    async def _used_keys(self, r: str, keys: Iterable[str]) -> dict[str, list[Event]]:
-        """The events of each of ``keys`` already used (dead keys of void batches dropped)."""
-        found: dict[str, list[Event]] = {}
-        key_coll = self._coll("eventdocs_keys")
+    async def _used_keys(
+        self, r: str, keys: Iterable[str]
+    ) -> dict[str, tuple[list[Event], str | None]]:
+        """The events and fingerprint of each of ``keys`` already used (dead keys of
+        void batches dropped)."""
+        found: dict[str, tuple[list[Event], str | None]] = {}
+        key_coll = self._coll(_KEYS)
         ids = [{"r": r, "k": k} for k in keys]
         async for doc in key_coll.find({"_id": {"$in": ids}}):
             seqs = [int(s) for s in doc["seqs"]]
@@ -213,7 +367,7 @@ class Appends(HighWater):
                 .sort("_id", 1)
             ]
             if len(events) == len(seqs):
-                found[doc["_id"]["k"]] = events
+                found[doc["_id"]["k"]] = (events, doc.get("fingerprint"))
             else:  # its batch was voided after the key was written
                 await key_coll.delete_one({"_id": doc["_id"], "batch": doc["batch"]})
         return found
@@ -226,12 +380,25 @@ class Appends(HighWater):
         first = events[0].seq
         if [e.seq for e in events] != list(range(first, first + len(events))):
             raise InvalidRequest("imported seqs must be consecutive")
-        start, _ = await self._allocate(
+        prevs = await self._heads(r, {e.id for e in events})
+        start, _, n = await self._allocate(
             r, len(events), expect=first - 1, rec=max(e.recorded_at for e in events)
         )
-        await self._write_batch(r, start, len(events), list(events), [])
+        docs = []
+        for event in events:
+            docs.append({**event_doc(event), "prev": prevs.get(event.id, 0)})
+            prevs[event.id] = event.seq
+        await self._write_batch(r, start, n, docs, [])
 
     @boundary
-    async def find_idempotent(self, resource: str, key: str) -> list[Event] | None:
+    async def find_idempotent(
+        self, resource: str, key: str, *, fingerprint: str | None = None
+    ) -> list[Event] | None:
         r = await self._res(resource)
-        return (await self._used_keys(r, [key])).get(key)
+        used = (await self._used_keys(r, [key])).get(key)
+        if used is None:
+            return None
+        events, first_fingerprint = used
+        if not _same(first_fingerprint, fingerprint):
+            raise KeyReused()
+        return events

@@ -108,6 +108,7 @@ def event_of(doc: Doc) -> Event:
         return decode_event(doc["json"])
     fields = plain(doc)
     fields["seq"] = fields.pop("_id")
+    fields.pop("prev", None)  # its place in the document's chain (see .append)
     event: Event = msgspec.convert(fields, Event)
     return event
 

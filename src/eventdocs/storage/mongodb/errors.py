@@ -39,7 +39,7 @@ from pymongo.errors import (
 
 from eventdocs.errors import StorageError, StoreUnavailable
 
-__all__ = ["boundary", "is_duplicate", "translate"]
+__all__ = ["boundary", "duplicate_of", "is_duplicate", "translate"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -75,9 +75,29 @@ def _codes(exc: PyMongoError) -> set[int]:
 
 def is_duplicate(exc: BaseException) -> bool:
     """Whether ``exc`` is a duplicate key, from a single write or a bulk one."""
+    return duplicate_of(exc) is not None
+
+
+def duplicate_of(exc: BaseException) -> dict[str, Any] | None:
+    """The key a duplicate-key error names (each field of the index, its value when the
+    server says); ``None`` when ``exc`` is no duplicate key."""
     if isinstance(exc, DuplicateKeyError):
-        return True
-    return isinstance(exc, BulkWriteError) and DUPLICATE_KEY in _codes(exc)
+        errors = [{"code": DUPLICATE_KEY, **(exc.details or {})}]
+    elif isinstance(exc, BulkWriteError):
+        errors = (exc.details or {}).get("writeErrors", [])
+    else:
+        return None
+    for error in errors:
+        if error.get("code") != DUPLICATE_KEY:
+            continue
+        taken: dict[str, Any] = dict(error.get("keyValue") or {})
+        for field in error.get("keyPattern") or {}:
+            taken.setdefault(field, None)
+        if not taken:  # an older server: the index name is in the message
+            name = str(error.get("errmsg", ""))
+            taken = {"id": None, "prev": None} if "id_prev" in name else {"_id": None}
+        return taken
+    return None
 
 
 def is_transient(exc: PyMongoError) -> bool:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventdocs.events import Event
+from eventdocs.storage.contract import Head
 from eventdocs.storage.mongodb.codec import OPEN, Doc, event_of
 from eventdocs.storage.mongodb.errors import boundary
 from eventdocs.storage.mongodb.hwm import HighWater
@@ -135,6 +136,19 @@ class LogReads(HighWater):
         async for doc in self._due(r, after_toa, OPEN, max_seq, full=False):
             return int(doc["toa"])
         return None
+
+    @boundary
+    async def read_head(self, resource: str, id: str, *, after_toa: int) -> Head:
+        r = await self._res(resource)
+        log = self._coll(f"{r}_revisions")
+        hwm = await self._hwm(r)
+        live = {"id": id, "_id": {"$lte": hwm}, "void": {"$exists": False}}
+        last = await log.find_one(live, {"_id": 1}, sort=[("_id", -1)])
+        if last is None:
+            return Head()
+        later = {**live, "toa": {"$gt": after_toa}, "action": {"$ne": "cancel"}}
+        nxt = await log.find_one(later, {"toa": 1}, sort=[("toa", 1), ("_id", 1)])
+        return Head(int(last["_id"]), None if nxt is None else int(nxt["toa"]))
 
     @boundary
     async def read_heads(

@@ -24,16 +24,17 @@ from pymongo.errors import PyMongoError
 
 from eventdocs.errors import StoreUnavailable
 from eventdocs.storage.contract import Checkpoint, ProjectionBatch
-from eventdocs.storage.mongodb.base import Base, valid_name, wall
+from eventdocs.storage.mongodb.base import valid_name, wall
 from eventdocs.storage.mongodb.codec import OPEN, Doc, checkpoint_of, put_data, row_doc
 from eventdocs.storage.mongodb.errors import boundary, is_duplicate
+from eventdocs.storage.mongodb.hwm import HighWater
 
 __all__ = ["Projections"]
 
 _CHUNK = 8 * 1024 * 1024  # journal bytes per document, well under BSON's 16 MiB
 
 
-class Projections(Base):
+class Projections(HighWater):
     """``write_projection``, ``reset_projection`` and ``read_checkpoint``."""
 
     @boundary
@@ -169,11 +170,25 @@ class Projections(Base):
                 ]
             )
             lock.update(kind="journal", n=len(parts))
+        stored: list[Checkpoint] = []
+
+        def fits(checkpoint: Checkpoint) -> bool:
+            stored[:] = [checkpoint]
+            return batch.fits(checkpoint)
+
+        pending = 0
         try:
-            if not await self._lock(r, lock, batch.fits):
+            if not await self._lock(r, lock, fits):
                 self.skipped_projections += 1
                 return False
             async with self._held(r, token):
+                unseen, pending = await self._unseen(r, stored[0], new)
+                if unseen:
+                    if not self.transactions:  # nothing to roll forward should we die now
+                        await journal.delete_many({"token": token})
+                    await self._unlock(r, token, stored[0])
+                    self.skipped_projections += 1
+                    return False
                 if self.transactions and self._client is not None:
 
                     async def run(session: AsyncClientSession) -> None:
@@ -191,7 +206,35 @@ class Projections(Base):
             if not self.transactions:
                 with contextlib.suppress(PyMongoError):
                     await journal.delete_many({"token": token})
+            if pending:  # refused for a batch still being written: let it finish first
+                with contextlib.suppress(StoreUnavailable):
+                    await self._wait_final(r, pending)
         return True
+
+    async def _unseen(self, r: str, stored: Checkpoint, new: Checkpoint) -> tuple[bool, int]:
+        """Whether an event the step did not see (``seq > new.seq``) was recorded after
+        ``stored.toa`` and at or before ``new.toa``; and the last seq of a batch still
+        being written if one such is.
+
+        The counter's ``floor`` is raised to ``new.toa`` first, so every allocation
+        after this check records at ``new.toa`` or later: the check and the step
+        are atomic with respect to appends, whichever processes make them.
+        """
+        if new.toa <= stored.toa:
+            return False, 0
+        counters = self._coll("eventdocs_counters")
+        await counters.update_one({"_id": r}, {"$max": {"floor": new.toa}})
+        doc = await counters.find_one({"_id": r}) or {}
+        for first, entry in doc.get("pending", {}).items():
+            last = int(first) + int(entry["n"]) - 1
+            rec = entry.get("rec", new.toa)  # an entry of an older version: assume the worst
+            if last > new.seq and stored.toa < rec <= new.toa:
+                return True, last
+        hit = await self._coll(f"{r}_revisions").find_one(
+            {"_id": {"$gt": new.seq}, "recorded_at": {"$gt": stored.toa, "$lte": new.toa}},
+            {"_id": 1},
+        )
+        return (False, 0) if hit is None else (True, int(hit["_id"]))
 
     async def _apply(self, r: str, batch: ProjectionBatch, session: Any = None) -> None:
         """Every write of ``batch``; each is idempotent, so a roll-forward may repeat it."""

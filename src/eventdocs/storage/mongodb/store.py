@@ -97,6 +97,13 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
         await log.create_index(
             [("target", 1)], name="target", partialFilterExpression={"action": "cancel"}
         )
+        # One event at most follows each event of a document: guards (see .append).
+        await log.create_index(
+            [("id", 1), ("prev", 1)],
+            name="id_prev",
+            unique=True,
+            partialFilterExpression={"prev": {"$exists": True}},
+        )
         await history.create_index([("id", 1), ("rev", 1)], name="id_rev", unique=True)
         await history.create_index([("until", 1), ("updated", 1)], name="alive")
         for spec in indexes:

@@ -1,0 +1,169 @@
+"""The SQLite schema: tables per resource, every statement formatted once, row codecs."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from eventdocs.errors import (
+    DeclarationError,
+    StorageError,
+    StoreUnavailable,
+)
+from eventdocs.storage.contract import Checkpoint, Document
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RESERVED = re.compile(r"^(eventdocs_|view_)|_(revisions|history)$")
+_MIN_TIME = -(2**62)
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS eventdocs_resources (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS eventdocs_checkpoints (
+    resource TEXT PRIMARY KEY, seq INTEGER NOT NULL, toa INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS eventdocs_keys (
+    resource TEXT, key TEXT, seqs TEXT NOT NULL, fingerprint TEXT,
+    PRIMARY KEY (resource, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS eventdocs_view_checkpoints (
+    view TEXT, resource TEXT, seq INTEGER NOT NULL, toa INTEGER NOT NULL,
+    PRIMARY KEY (view, resource)) WITHOUT ROWID;
+"""
+_RESOURCE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS "{r}_revisions" (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL, action TEXT NOT NULL, toa INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL, target INTEGER, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS "{r}_revisions_id" ON "{r}_revisions" (id);
+CREATE INDEX IF NOT EXISTS "{r}_revisions_toa" ON "{r}_revisions" (toa, seq);
+CREATE INDEX IF NOT EXISTS "{r}_revisions_next" ON "{r}_revisions" (id, toa)
+    WHERE action != 'cancel';
+CREATE INDEX IF NOT EXISTS "{r}_revisions_target" ON "{r}_revisions" (target)
+    WHERE target IS NOT NULL;
+CREATE TABLE IF NOT EXISTS "{r}" (
+    id TEXT PRIMARY KEY, doc TEXT, rev INTEGER NOT NULL, updated INTEGER NOT NULL,
+    seq INTEGER NOT NULL, valid_to INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS "{r}_history" (
+    id TEXT, rev INTEGER, updated INTEGER NOT NULL, seq INTEGER NOT NULL, valid_to INTEGER,
+    doc TEXT, PRIMARY KEY (id, rev)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS "{r}_history_at" ON "{r}_history" (id, updated, seq);
+INSERT OR IGNORE INTO eventdocs_resources (name) VALUES ('{r}');
+"""
+_DOC = "id, doc, rev, updated, seq, valid_to"
+# Writes not cancelled by a cancel of the same document recorded before they took effect.
+_DUE = (
+    'FROM "{r}_revisions" AS e WHERE e.toa > ? AND e.toa <= ? AND e.seq <= ?3'
+    " AND e.action != 'cancel' AND NOT EXISTS (SELECT 1 FROM \"{r}_revisions\" AS c"
+    " WHERE c.target = e.seq AND c.seq <= ?3 AND c.id = e.id AND c.toa < e.toa)"
+)
+# No index on the valid times alone: a replay writes history in id order, and an index
+# on times would turn that into random inserts (6x slower); SQLite scans the (id, rev)
+# key in order instead, testing plain columns. (id, updated, seq) is in id order too.
+_ALIVE = "updated <= ?1 AND (valid_to IS NULL OR valid_to > ?1) AND doc IS NOT NULL"
+
+
+class _Sql:
+    """Every statement of one resource, formatted once."""
+
+    def __init__(self, r: str) -> None:
+        log, h = f'"{r}_revisions"', f'"{r}_history"'
+        self.insert_event = f"INSERT INTO {log} VALUES (?, ?, ?, ?, ?, ?, ?)"
+        self.tail = f"SELECT seq, recorded_at FROM {log} ORDER BY seq DESC LIMIT 1"
+        self.by_seqs = f"SELECT data FROM {log} WHERE seq IN (SELECT value FROM json_each(?))"
+        self.read_log = f"SELECT data FROM {log} WHERE seq > ? ORDER BY seq LIMIT ?"
+        self.read_event = f"SELECT data FROM {log} WHERE seq = ?"
+        self.read_document = f"SELECT data FROM {log} WHERE id = ? ORDER BY seq"
+        # The index on id holds the rowid (seq) too, so it serves (id, seq) order.
+        self.by_document = f"SELECT data FROM {log} WHERE id > ? ORDER BY id, seq LIMIT ?"
+        self.heads = (
+            f"SELECT id, toa, seq FROM {log} WHERE id IN (SELECT value FROM json_each(?))"
+            " AND seq <= ? AND action != 'cancel' ORDER BY toa, seq"
+        )
+        self.last_seq = f"SELECT coalesce(max(seq), 0) FROM {log}"
+        # What a write is decided on: one index seek each, however long the history.
+        self.head = f"SELECT seq FROM {log} WHERE id = ? ORDER BY seq DESC LIMIT 1"
+        self.next_write = (
+            f"SELECT min(toa) FROM {log} WHERE id = ? AND toa > ? AND action != 'cancel'"
+        )
+        # An event the projection step did not see, recorded within the time it projects.
+        self.unseen = f"SELECT 1 FROM {log} WHERE seq > ? AND recorded_at > ? AND recorded_at <= ?"
+        due = _DUE.format(r=r)
+        self.read_due = f"SELECT e.data {due} ORDER BY e.toa, e.seq LIMIT ?4"
+        self.next_toa = f"SELECT min(e.toa) {due}"
+        self.count_due = f"SELECT count(*) {due}"
+        self.del_history = f"DELETE FROM {h} WHERE id = ? AND rev >= ?"
+        self.link_history = (
+            f"UPDATE {h} SET valid_to = ?3 WHERE id = ?1"
+            f" AND rev = (SELECT max(rev) FROM {h} WHERE id = ?1 AND rev < ?2)"
+        )
+        self.put_history = f"INSERT INTO {h} ({_DOC}) VALUES (?, ?, ?, ?, ?, ?)"
+        self.upsert = (
+            f'INSERT INTO "{r}" ({_DOC}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET'
+            " doc = excluded.doc, rev = excluded.rev, updated = excluded.updated,"
+            " seq = excluded.seq, valid_to = excluded.valid_to"
+        )
+        self.delete = f'DELETE FROM "{r}" WHERE id = ?'
+        self.reset = (f"DELETE FROM {h}", f'DELETE FROM "{r}"')
+        self.get = f'SELECT {_DOC} FROM "{r}" WHERE id = ?'
+        self.scan = f'SELECT {_DOC} FROM "{r}" WHERE id > ? ORDER BY id LIMIT ?'
+        self.history = f"SELECT {_DOC} FROM {h} WHERE id = ? ORDER BY rev"
+        self.tails = (
+            f"SELECT id, doc, max(rev), updated, seq, valid_to FROM {h}"
+            " WHERE id IN (SELECT value FROM json_each(?)) GROUP BY id"
+        )
+        # (updated, seq) order is rev order within a document; the index makes a read
+        # at a valid time one seek, however deep the history.
+        self.history_at = (
+            f"SELECT {_DOC} FROM {h} WHERE id = ? AND updated <= ?"
+            " ORDER BY updated DESC, seq DESC LIMIT 1"
+        )
+        self.scan_history = f"SELECT {_DOC} FROM {h} WHERE id > ? ORDER BY id, rev LIMIT ?"
+        self.master_from = f'FROM "{r}" WHERE 1'
+        self.alive_from = f"FROM {h} WHERE {_ALIVE}"
+
+
+def _name(name: str, what: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise DeclarationError(f"{what} name {name!r} must match [A-Za-z_][A-Za-z0-9_]*")
+    return name
+
+
+_CHECKPOINT = "SELECT seq, toa FROM eventdocs_checkpoints WHERE resource = ?"
+
+
+def _checkpoint(c: sqlite3.Connection, resource: str) -> Checkpoint:
+    """The stored checkpoint, read inside the writer's transaction."""
+    row = c.execute(_CHECKPOINT, (resource,)).fetchone()
+    return Checkpoint(*row) if row else Checkpoint()
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store written by an older eventdocs up to this schema."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(eventdocs_keys)")}
+    if "fingerprint" not in columns:
+        conn.execute("ALTER TABLE eventdocs_keys ADD COLUMN fingerprint TEXT")
+
+
+def _storage_error(exc: sqlite3.Error) -> StorageError:
+    """The one place driver errors become eventdocs errors."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return StoreUnavailable(f"sqlite: {text}")
+    return StorageError(f"sqlite: {text}")
+
+
+def _run_script(statements: list[str], conn: sqlite3.Connection) -> None:
+    # Not executescript: it would commit the writer's open transaction first.
+    for statement in statements:
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _json(data: Any) -> str | None:
+    return None if data is None else _encode(data).decode()
+
+
+def _document(row: Any) -> Document:
+    return Document(row[0], None if row[1] is None else _decode(row[1]), *row[2:])

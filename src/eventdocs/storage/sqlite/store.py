@@ -1,0 +1,448 @@
+"""The SQLite store: the contract over one database file in WAL mode.
+
+Writes go through the writer thread (:mod:`.writer`). Reads use a second
+connection directly on the event loop thread: they are short index lookups,
+and a hop to a thread would cost more than they take. WAL lets them run while
+the writer commits; each read sees the last commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from eventdocs.errors import (
+    DeclarationError,
+    InvalidRequest,
+    KeyReused,
+    NotFound,
+    StorageError,
+)
+from eventdocs.events import Cancel, Draft, Event, decode_event, encode_event
+from eventdocs.query import Query
+from eventdocs.storage.contract import (
+    Appended,
+    Checkpoint,
+    Document,
+    Guard,
+    Head,
+    IndexSpec,
+    ProjectionBatch,
+)
+from eventdocs.storage.sqlite.compile import _compile, _operand, _sql_decimal, _sql_lower
+from eventdocs.storage.sqlite.schema import (
+    _CHECKPOINT,
+    _RESERVED,
+    _RESOURCE_SCHEMA,
+    _SCHEMA,
+    _checkpoint,
+    _decode,
+    _document,
+    _json,
+    _migrate,
+    _name,
+    _run_script,
+    _Sql,
+    _storage_error,
+)
+from eventdocs.storage.sqlite.writer import _Append, _Call, _Writer
+from eventdocs.times import Clock, SystemClock
+
+
+class SQLiteStore:
+    """Every resource in one SQLite file; see the module docstring for the design."""
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None) -> None:
+        self.path = os.fspath(path)
+        self.clock = clock or SystemClock()
+        self._writer: _Writer | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._sql: dict[str, _Sql] = {}
+        self._views: set[str] = set()
+
+    @property
+    def commits(self) -> int:
+        """Transactions the writer committed so far (group commit shares them)."""
+        return self._writer.commits if self._writer else 0
+
+    # -- plumbing ---------------------------------------------------------------
+
+    async def _call(
+        self,
+        run: Callable[[sqlite3.Connection], Any],
+        after: Callable[[], None] | None = None,
+        sync: str | None = "NORMAL",
+    ) -> Any:
+        if self._writer is None:
+            raise StorageError("the store is not open")
+        job = _Call(asyncio.get_running_loop(), run, after, sync)
+        self._writer.queue.put(job)
+        return await job.future
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        if self._reader is None:
+            raise StorageError("the store is not open")
+        try:
+            return self._reader.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _storage_error(exc) from exc
+
+    def _res(self, resource: str) -> _Sql:
+        try:
+            return self._sql[resource]
+        except KeyError:
+            raise NotFound(f"unknown resource {resource!r}") from None
+
+    def _events(self, sql: str, params: Sequence[Any]) -> list[Event]:
+        return [decode_event(d) for (d,) in self._rows(sql, params)]
+
+    async def pragma(self, name: str) -> Any:
+        """A pragma's value on the write connection (for diagnostics and tests)."""
+        _name(name, "pragma")
+        return await self._call(lambda c: c.execute(f"PRAGMA {name}").fetchone()[0], sync=None)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        self._writer = _Writer(self.path, self.clock)
+        self._writer.thread.start()
+        await self._call(partial(_run_script, _SCHEMA.split(";")))
+        await self._call(_migrate)
+        try:
+            self._reader = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, cached_statements=512
+            )
+            self._reader.executescript("PRAGMA query_only=1; PRAGMA cache_size=-32768;")
+            self._reader.create_function("eventdocs_lower", 1, _sql_lower, deterministic=True)
+            self._reader.create_function("eventdocs_decimal", 2, _sql_decimal, deterministic=True)
+        except sqlite3.Error as exc:
+            raise _storage_error(exc) from exc
+        for (name,) in self._rows("SELECT name FROM eventdocs_resources"):
+            self._sql[name] = _Sql(name)
+        tables = self._rows("SELECT name FROM sqlite_master WHERE name GLOB 'view_*'")
+        self._views.update(name.removeprefix("view_") for (name,) in tables)
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.queue.put(None)
+            await asyncio.to_thread(writer.thread.join)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    async def ensure_resource(self, resource: str, indexes: Sequence[IndexSpec] = ()) -> None:
+        r = _name(resource, "resource")
+        if _RESERVED.search(r):
+            raise DeclarationError(f"resource name {r!r} is reserved for the store's own tables")
+        script = _RESOURCE_SCHEMA.format(r=r).split(";")
+        for spec in indexes:
+            if spec.field != "id" and spec.kind != "decimal":  # decimals sort by a function
+                index = f"{r}__{spec.field}".replace('"', "")
+                operand = _operand(spec.field)[0]
+                script.append(f'CREATE INDEX IF NOT EXISTS "{index}" ON "{r}" ({operand})')
+                # The same field on the history, with the valid time, serves a
+                # filter at a past or future time without visiting every revision.
+                script.append(
+                    f'CREATE INDEX IF NOT EXISTS "{index}_at" ON "{r}_history" ({operand}, updated)'
+                )
+
+        def after() -> None:
+            self._sql[r] = _Sql(r)
+
+        await self._call(partial(_run_script, script), after)
+
+    async def resources(self) -> list[str]:
+        return [name for (name,) in self._rows("SELECT name FROM eventdocs_resources ORDER BY 1")]
+
+    # -- the log ------------------------------------------------------------------
+
+    async def append(
+        self,
+        resource: str,
+        drafts: Sequence[Draft],
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        guards: Sequence[Guard] = (),
+    ) -> Appended:
+        self._res(resource)
+        if self._writer is None:
+            raise StorageError("the store is not open")
+        loop = asyncio.get_running_loop()
+        job = _Append(loop, resource, list(drafts), idempotency_key, fingerprint, guards)
+        self._writer.queue.put(job)
+        result: Appended = await job.future
+        return result
+
+    async def load(self, resource: str, events: Sequence[Event]) -> None:
+        sql, writer = self._res(resource), self._writer
+        rows = [
+            (e.seq, e.id, e.__struct_config__.tag, e.toa, e.recorded_at,
+             e.target if isinstance(e, Cancel) else None, encode_event(e).decode())
+            for e in events
+        ]  # fmt: skip
+
+        def run(c: sqlite3.Connection) -> None:
+            assert writer is not None
+            writer.tails.pop(resource, None)  # appends in this batch must see these events
+            last = writer.tail(c, resource)[0]
+            if [row[0] for row in rows] != list(range(last + 1, last + 1 + len(rows))):
+                raise InvalidRequest(f"imported seqs must continue the log at {last + 1}")
+            c.executemany(sql.insert_event, rows)
+
+        await self._call(run, sync="FULL")
+
+    async def find_idempotent(
+        self, resource: str, key: str, *, fingerprint: str | None = None
+    ) -> list[Event] | None:
+        sql = self._res(resource)
+        rows = self._rows(
+            "SELECT seqs, fingerprint FROM eventdocs_keys WHERE resource = ? AND key = ?",
+            (resource, key),
+        )
+        if not rows:
+            return None
+        seqs, stored = rows[0]
+        if None not in (fingerprint, stored) and stored != fingerprint:
+            raise KeyReused()
+        return self._events(sql.by_seqs + " ORDER BY seq", (seqs,))
+
+    async def read_head(self, resource: str, id: str, *, after_toa: int) -> Head:
+        sql = self._res(resource)
+        head = self._rows(sql.head, (id,))
+        if not head:
+            return Head()
+        return Head(head[0][0], self._rows(sql.next_write, (id, after_toa))[0][0])
+
+    async def read_log(self, resource: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
+        return self._events(self._res(resource).read_log, (after, limit))
+
+    async def read_log_by_document(
+        self, resource: str, *, after: str = "", limit: int = 1000
+    ) -> list[Event]:
+        return self._events(self._res(resource).by_document, (after, limit))
+
+    async def read_event(self, resource: str, seq: int) -> Event | None:
+        events = self._events(self._res(resource).read_event, (seq,))
+        return events[0] if events else None
+
+    async def read_document(self, resource: str, id: str) -> list[Event]:
+        return self._events(self._res(resource).read_document, (id,))
+
+    async def read_due(
+        self,
+        resource: str,
+        *,
+        after_toa: int,
+        until_toa: int,
+        max_seq: int,
+        limit: int | None = None,
+    ) -> list[Event]:
+        params = (after_toa, until_toa, max_seq, -1 if limit is None else limit)
+        return self._events(self._res(resource).read_due, params)
+
+    async def count_due(
+        self, resource: str, *, after_toa: int, until_toa: int, max_seq: int
+    ) -> int:
+        count: int = self._rows(self._res(resource).count_due, (after_toa, until_toa, max_seq))[0][
+            0
+        ]
+        return count
+
+    async def read_heads(
+        self, resource: str, ids: Sequence[str], *, max_seq: int
+    ) -> dict[str, tuple[int, int]]:
+        rows = self._rows(self._res(resource).heads, (_json(list(ids)), max_seq))
+        return {id: (toa, seq) for id, toa, seq in rows}  # in (toa, seq) order: the last wins
+
+    async def next_toa(self, resource: str, *, after_toa: int, max_seq: int) -> int | None:
+        toa: int | None = self._rows(self._res(resource).next_toa, (after_toa, 2**62, max_seq))[0][
+            0
+        ]
+        return toa
+
+    async def last_seq(self, resource: str) -> int:
+        seq: int = self._rows(self._res(resource).last_seq)[0][0]
+        return seq
+
+    # -- projections -------------------------------------------------------------
+
+    async def read_checkpoint(self, resource: str) -> Checkpoint:
+        self._res(resource)
+        rows = self._rows(_CHECKPOINT, (resource,))
+        return Checkpoint(*rows[0]) if rows else Checkpoint()
+
+    async def write_projection(self, resource: str, batch: ProjectionBatch) -> bool:
+        sql = self._res(resource)
+        views = [(_name(v, "view"), w) for v, w in batch.views.items()]
+
+        def run(c: sqlite3.Connection) -> bool:
+            stored = _checkpoint(c, resource)
+            if not batch.fits(stored):
+                return False
+            cp = batch.checkpoint
+            if c.execute(sql.unseen, (cp.seq, stored.toa, cp.toa)).fetchone():
+                return False
+            writes = batch.history
+            # One executemany per statement, unless a document comes twice: then in order.
+            groups = (
+                [writes] if len({w.id for w in writes}) == len(writes) else [[w] for w in writes]
+            )
+            for group in groups:
+                c.executemany(sql.del_history, [(w.id, w.from_rev) for w in group])
+                c.executemany(
+                    sql.link_history,
+                    [
+                        (w.id, w.from_rev, w.rows[0].updated if w.rows else None)
+                        for w in group
+                        if w.from_rev > 1
+                    ],
+                )
+                c.executemany(
+                    sql.put_history,
+                    [
+                        (w.id, _json(d.data), d.rev, d.updated, d.seq, n.updated if n else None)
+                        for w in group
+                        for d, n in zip(w.rows, [*w.rows[1:], None], strict=False)
+                    ],
+                )
+            c.executemany(
+                sql.upsert,
+                [(d.id, _json(d.data), d.rev, d.updated, d.seq, d.valid_to) for d in batch.upserts],
+            )
+            c.executemany(sql.delete, [(doc_id,) for doc_id in batch.deletes])
+            for view, write in views:
+                table = f'"view_{view}"'
+                c.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, obj TEXT)")
+                c.executemany(
+                    f"INSERT OR REPLACE INTO {table} VALUES (?, ?)",
+                    [(k, _json(v)) for k, v in write.puts.items()],
+                )
+                c.executemany(f"DELETE FROM {table} WHERE key = ?", [(k,) for k in write.deletes])
+                c.executemany(
+                    "INSERT OR REPLACE INTO eventdocs_view_checkpoints VALUES (?, ?, ?, ?)",
+                    [(view, r, cp.seq, cp.toa) for r, cp in write.checkpoint.items()],
+                )
+            cp = batch.checkpoint
+            c.execute(
+                "INSERT OR REPLACE INTO eventdocs_checkpoints VALUES (?, ?, ?)",
+                (resource, cp.seq, cp.toa),
+            )
+            return True
+
+        written: bool = await self._call(run, lambda: self._views.update(v for v, _ in views))
+        return written
+
+    async def reset_projection(self, resource: str, *, base: Checkpoint | None = None) -> bool:
+        sql = self._res(resource)
+
+        def run(c: sqlite3.Connection) -> bool:
+            if base is not None and _checkpoint(c, resource) != base:
+                return False
+            for statement in sql.reset:
+                c.execute(statement)
+            c.execute("DELETE FROM eventdocs_checkpoints WHERE resource = ?", (resource,))
+            return True
+
+        done: bool = await self._call(run)
+        return done
+
+    async def get(self, resource: str, id: str) -> Document | None:
+        rows = self._rows(self._res(resource).get, (id,))
+        return _document(rows[0]) if rows else None
+
+    def _query(self, source: str, query: Query, params: list[Any]) -> tuple[int, list[Document]]:
+        count, page = _compile(source, query, params)
+        if self._reader is None:
+            raise StorageError("the store is not open")
+        try:
+            self._reader.execute("BEGIN")  # one snapshot for the total and the page
+            try:
+                total = self._reader.execute(count, params).fetchone()[0]
+                rows = self._reader.execute(page, [*params, query.limit, query.offset]).fetchall()
+            finally:
+                self._reader.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise _storage_error(exc) from exc
+        return total, [_document(row) for row in rows]
+
+    async def query(self, resource: str, query: Query) -> tuple[int, list[Document]]:
+        return self._query(self._res(resource).master_from, query, [])
+
+    async def scan(self, resource: str, *, after: str = "", limit: int = 1000) -> list[Document]:
+        return [_document(row) for row in self._rows(self._res(resource).scan, (after, limit))]
+
+    async def read_history(self, resource: str, id: str) -> list[Document]:
+        return [_document(row) for row in self._rows(self._res(resource).history, (id,))]
+
+    async def history_tails(self, resource: str, ids: Sequence[str]) -> dict[str, Document]:
+        rows = self._rows(self._res(resource).tails, (_json(list(ids)),))
+        return {row[0]: _document(row) for row in rows}
+
+    async def history_at(self, resource: str, id: str, *, toa: int) -> Document | None:
+        rows = self._rows(self._res(resource).history_at, (id, toa))
+        return _document(rows[0]) if rows else None
+
+    async def query_history(
+        self, resource: str, query: Query, *, toa: int
+    ) -> tuple[int, list[Document]]:
+        return self._query(self._res(resource).alive_from, query, [toa])
+
+    async def scan_history(
+        self, resource: str, *, after: str = "", limit: int = 1000
+    ) -> list[Document]:
+        sql = self._res(resource)
+        rows = self._rows(sql.scan_history, (after, limit + 1))
+        if len(rows) > limit:  # drop the document the limit cut, or read all of the first
+            cut = rows[-1][0]
+            rows = [row for row in rows if row[0] != cut] or self._rows(sql.history, (cut,))
+        return [_document(row) for row in rows]
+
+    # -- views --------------------------------------------------------------------
+
+    async def ensure_view(self, view: str) -> None:
+        v = _name(view, "view")
+        table = f'"view_{v}"'
+        await self._call(
+            lambda c: (
+                c.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, obj TEXT)")
+                and None
+            ),
+            lambda: self._views.add(v),
+        )
+
+    async def read_view(self, view: str, keys: Sequence[str] | None = None) -> dict[str, Any]:
+        if _name(view, "view") not in self._views:
+            return {}
+        if keys is None:
+            rows = self._rows(f'SELECT key, obj FROM "view_{view}"')
+        else:
+            rows = self._rows(
+                f'SELECT key, obj FROM "view_{view}" WHERE key IN (SELECT value FROM json_each(?))',
+                (_json(list(keys)),),
+            )
+        return {key: _decode(obj) for key, obj in rows}
+
+    async def view_checkpoints(self, view: str) -> dict[str, Checkpoint]:
+        rows = self._rows(
+            "SELECT resource, seq, toa FROM eventdocs_view_checkpoints WHERE view = ?", (view,)
+        )
+        return {r: Checkpoint(seq, toa) for r, seq, toa in rows}
+
+    async def reset_view(self, view: str) -> None:
+        v = _name(view, "view")
+        table = f'"view_{v}"'
+
+        def run(c: sqlite3.Connection) -> None:
+            c.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, obj TEXT)")
+            c.execute(f"DELETE FROM {table}")
+            c.execute("DELETE FROM eventdocs_view_checkpoints WHERE view = ?", (v,))
+
+        await self._call(run, lambda: self._views.add(v))

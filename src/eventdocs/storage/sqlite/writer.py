@@ -1,0 +1,284 @@
+"""The writer thread: owns the write connection and group-commits appends.
+
+The writer drains every queued request, runs them in one transaction, commits
+once with ``synchronous=FULL`` (one fsync for all of them) and then resolves
+the callers' futures in one hop to their event loop. Projection writes share
+that thread but commit with ``synchronous=NORMAL``: in WAL that skips the
+fsync, and a projection lost to a power failure takes its checkpoint with it,
+so the projector simply redoes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from eventdocs.errors import KeyReused, Stale
+from eventdocs.events import Draft, Event, decode_event, encode_event
+from eventdocs.storage.contract import Appended, Guard
+from eventdocs.storage.sqlite.schema import _MIN_TIME, _encode, _Sql, _storage_error
+from eventdocs.times import Clock
+
+
+class _Job:
+    """A request to the writer; ``result``/``error`` are set there, read on the loop."""
+
+    __slots__ = ("error", "future", "loop", "result")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _Append(_Job):
+    __slots__ = ("drafts", "fingerprint", "guards", "key", "resource")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        resource: str,
+        drafts: list[Draft],
+        key: str | None,
+        fingerprint: str | None,
+        guards: Sequence[Guard],
+    ) -> None:
+        super().__init__(loop)
+        self.resource, self.drafts, self.key = resource, drafts, key
+        self.fingerprint, self.guards = fingerprint, guards
+
+
+class _Call(_Job):
+    """Any other write: ``run`` inside a transaction, ``after`` once it committed."""
+
+    __slots__ = ("after", "run", "sync")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        run: Callable[[sqlite3.Connection], Any],
+        after: Callable[[], None] | None,
+        sync: str | None,
+    ) -> None:
+        super().__init__(loop)
+        self.run, self.after, self.sync = run, after, sync
+
+
+def _settle(jobs: list[_Job]) -> None:
+    for job in jobs:
+        if not job.future.done():
+            if job.error is not None:
+                job.future.set_exception(job.error)
+            else:
+                job.future.set_result(job.result)
+
+
+class _Writer:
+    """Owns the write connection; commits every drained batch at once."""
+
+    def __init__(self, path: str, clock: Clock) -> None:
+        self.path = path
+        self.clock = clock
+        self.statements: dict[str, _Sql] = {}
+        self.queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.commits = 0
+        self.tails: dict[str, tuple[int, int]] = {}  # resource -> (last seq, last recorded_at)
+        self.inserts: dict[tuple[str, int], str] = {}
+        self.sync = ""
+        self.conn: sqlite3.Connection | None = None
+        # A daemon: a store never closed must not hang the exit; unacknowledged is not lost.
+        self.thread = threading.Thread(
+            target=self.main, name="eventdocs-sqlite-writer", daemon=True
+        )
+
+    def main(self) -> None:
+        running = True
+        while running:
+            batch: list[_Job] = []
+            job = self.queue.get()
+            while True:
+                if job is None:
+                    running = False
+                else:
+                    batch.append(job)
+                try:
+                    job = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self.process(batch)
+        if self.conn is not None:
+            self.conn.close()
+
+    def process(self, batch: list[_Job]) -> None:
+        conn = self.conn
+        try:
+            if conn is None:  # the first job opens the connection in this thread
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, cached_statements=512
+                )
+                # A larger WAL between checkpoints copies a page rewritten by many commits once.
+                conn.executescript(
+                    "PRAGMA journal_mode=WAL; PRAGMA cache_size=-65536;"
+                    " PRAGMA wal_autocheckpoint=10000;"
+                )
+                self.conn = conn
+            calls = [j for j in batch if isinstance(j, _Call)]
+            appends = [j for j in batch if isinstance(j, _Append)]
+            # Appends must reach the disk; other writes can be redone from the log.
+            syncs = {c.sync for c in calls}
+            sync = (
+                "FULL" if appends or "FULL" in syncs else "NORMAL" if syncs - {None} else self.sync
+            )
+            if sync != self.sync:
+                conn.execute(f"PRAGMA synchronous={sync}")
+                self.sync = sync
+            conn.execute("BEGIN IMMEDIATE")
+            for call in calls:
+                conn.execute("SAVEPOINT call")
+                try:
+                    call.result = call.run(conn)
+                except Exception as exc:  # only this call fails; the batch goes on
+                    conn.execute("ROLLBACK TO call")
+                    call.error = _storage_error(exc) if isinstance(exc, sqlite3.Error) else exc
+                conn.execute("RELEASE call")
+            tails = self.append(conn, appends)
+            conn.execute("COMMIT")
+            self.commits += 1
+        except Exception as exc:
+            self.tails.clear()
+            if conn is not None and conn.in_transaction:
+                conn.rollback()
+            if len(batch) > 1:  # find the one that failed: each alone
+                for job in batch:
+                    job.result = job.error = None
+                    self.process([job])
+                return
+            batch[0].error = _storage_error(exc) if isinstance(exc, sqlite3.Error) else exc
+        else:
+            self.tails.update(tails)
+            for call in calls:
+                if call.after is not None and call.error is None:
+                    call.after()
+        self.resolve(batch)
+
+    def resolve(self, batch: list[_Job]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        for job in batch:
+            by_loop.setdefault(job.loop, []).append(job)
+        for loop, jobs in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                loop.call_soon_threadsafe(_settle, jobs)
+
+    def append(self, conn: sqlite3.Connection, appends: list[_Append]) -> dict[str, Any]:
+        """Decide and insert every append; no commit.
+
+        An append whose idempotency key is known replays (or fails with
+        ``KeyReused``); one whose guards fail is ``Stale``. Either appends
+        nothing and leaves the others of the batch as they are. ``recorded_at``
+        is read from the clock here, when the append is written, so it never
+        precedes a projection step this thread wrote before it.
+        """
+        tails: dict[str, tuple[int, int]] = {}
+        rows: dict[str, list[Any]] = {}
+        keys: list[tuple[str, str, str, str | None]] = []
+        seen: dict[tuple[str, str], tuple[list[Event], str | None]] = {}
+        heads: dict[tuple[str, str], int] = {}  # documents appended to earlier in this batch
+        for job in appends:
+            r = job.resource
+            if job.key is not None:
+                hit = seen.get((r, job.key)) or self.replay(conn, r, job.key)
+                if hit is not None:
+                    events, fingerprint = hit
+                    if (
+                        None not in (fingerprint, job.fingerprint)
+                        and fingerprint != job.fingerprint
+                    ):
+                        job.error = KeyReused()
+                    else:
+                        job.result = Appended(events, replayed=True)
+                    continue
+            seq, last = tails.get(r) or self.tails.get(r) or self.tail(conn, r)
+            now = self.clock.now()
+            recorded = now if now > last else last
+            if not all(self.holds(conn, r, g, recorded, heads) for g in job.guards):
+                job.error = Stale(f"{r}: a document changed since the write was decided")
+                continue
+            events = []
+            out = rows.get(r) or rows.setdefault(r, [])
+            for d in job.drafts:
+                seq += 1
+                e = d.record(r, seq, recorded)
+                events.append(e)
+                heads[(r, d.id)] = seq
+                target = d.target if d.action == "cancel" else None
+                out += (seq, d.id, d.action, e.toa, recorded, target, encode_event(e).decode())
+            tails[r] = (seq, recorded)
+            if job.key is not None:
+                seen[(r, job.key)] = (events, job.fingerprint)
+                keys.append(
+                    (r, job.key, _encode([e.seq for e in events]).decode(), job.fingerprint)
+                )
+            job.result = Appended(events)
+        for r, params in rows.items():
+            # One multi-row INSERT per chunk: one step, one GIL release, not one per row.
+            for i in range(0, len(params), 7 * 500):
+                chunk = params[i : i + 7 * 500]
+                conn.execute(self.insert(r, len(chunk) // 7), chunk)
+        if keys:
+            conn.executemany("INSERT INTO eventdocs_keys VALUES (?, ?, ?, ?)", keys)
+        return tails
+
+    def holds(
+        self,
+        conn: sqlite3.Connection,
+        resource: str,
+        guard: Guard,
+        recorded: int,
+        heads: dict[tuple[str, str], int],
+    ) -> bool:
+        """Whether ``guard`` still holds for an append recorded at ``recorded``."""
+        if guard.before is not None and recorded >= guard.before:
+            return False
+        head = heads.get((resource, guard.id))
+        if head is None:
+            row = conn.execute(self.sql(resource).head, (guard.id,)).fetchone()
+            head = row[0] if row else 0
+        return head == guard.head
+
+    def sql(self, resource: str) -> _Sql:
+        sql = self.statements.get(resource)
+        if sql is None:
+            sql = self.statements[resource] = _Sql(resource)
+        return sql
+
+    def insert(self, resource: str, n: int) -> str:
+        sql = self.inserts.get((resource, n))
+        if sql is None:
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
+            sql = self.inserts[(resource, n)] = (
+                f'INSERT INTO "{resource}_revisions" VALUES {values}'
+            )
+        return sql
+
+    def tail(self, conn: sqlite3.Connection, resource: str) -> tuple[int, int]:
+        row = conn.execute(self.sql(resource).tail).fetchone()
+        return (row[0], row[1]) if row else (0, _MIN_TIME)
+
+    def replay(
+        self, conn: sqlite3.Connection, resource: str, key: str
+    ) -> tuple[list[Event], str | None] | None:
+        found = conn.execute(
+            "SELECT seqs, fingerprint FROM eventdocs_keys WHERE resource = ? AND key = ?",
+            (resource, key),
+        ).fetchone()
+        if found is None:
+            return None
+        data = conn.execute(self.sql(resource).by_seqs + " ORDER BY seq", found[:1]).fetchall()
+        return [decode_event(d) for (d,) in data], found[1]
