@@ -10,6 +10,8 @@ fold applied, every error appended nothing.
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -18,6 +20,7 @@ import httpx
 import pytest
 from _server import Server
 
+from eventdocs.times import format_time
 from mongotest import URL, fresh_url, needs_server
 
 pytestmark = needs_server
@@ -161,3 +164,48 @@ async def test_a_put_and_a_delete_on_two_processes_are_both_decided(
             ["create", "update", "delete"] if put.status_code == 200 else ["create", "delete"]
         )
         assert [r["action"] for r in rows] == expected
+
+
+async def read(
+    client: httpx.AsyncClient, doc_id: str, seen: list[str], stop: asyncio.Event
+) -> None:
+    """Read the document until ``stop``, noting every title seen."""
+    while not stop.is_set():
+        answer = await client.get(f"/v1/post/{doc_id}")
+        seen.append(answer.json()["title"])
+
+
+async def test_a_cancel_answered_200_on_one_process_is_never_seen_in_effect_on_another(
+    clients: list[httpx.AsyncClient],
+) -> None:
+    rng = random.Random(13)
+    answered = {200: 0, 409: 0}
+    for round_ in range(ROUNDS):
+        scheduler, canceller = clients[round_ % 2], clients[1 - round_ % 2]
+        doc_id = await create(scheduler, "before")
+        toa = time.time() + 0.3
+        scheduled = await scheduler.patch(
+            f"/v1/post/{doc_id}",
+            json={"title": "scheduled"},
+            headers={"Caesium-TOA": format_time(int(toa * 1e6))},
+        )
+        assert scheduled.status_code == 202, scheduled.text
+        seen: list[str] = []
+        stop = asyncio.Event()
+        readers = [asyncio.create_task(read(c, doc_id, seen, stop)) for c in clients]
+        await asyncio.sleep(max(0.0, toa + rng.uniform(-0.04, 0.01) - time.time()))
+        cancel = await canceller.delete(f"/v1/post/_scheduled/{scheduled.json()['seq']}")
+        await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.gather(*readers)
+        assert cancel.status_code in answered, cancel.text
+        answered[cancel.status_code] += 1
+        finals = {(await c.get(f"/v1/post/{doc_id}")).json()["title"] for c in clients}
+        if cancel.status_code == 200:
+            assert "scheduled" not in seen and finals == {"before"}
+            continue
+        deadline = time.monotonic() + 20  # the write takes effect, however loaded the machine
+        while finals != {"scheduled"}:
+            assert time.monotonic() < deadline, finals
+            await asyncio.sleep(0.05)
+            finals = {(await c.get(f"/v1/post/{doc_id}")).json()["title"] for c in clients}
