@@ -369,6 +369,48 @@ async def test_a_step_that_did_not_see_an_event_recorded_before_its_time_is_refu
     assert later.recorded_at >= event.recorded_at + 10
 
 
+OWNER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from eventdocs.storage.mongodb import MongoStore
+
+    async def main():
+        await MongoStore(sys.argv[1]).open()
+        print("READY", flush=True)
+        await asyncio.sleep(600)
+
+    asyncio.run(main())
+    """
+)
+
+
+def start_owner(url: str) -> subprocess.Popen[str]:
+    """A process that opens ``url``'s database and keeps it."""
+    return subprocess.Popen([sys.executable, "-c", OWNER, url], stdout=subprocess.PIPE, text=True)
+
+
+@needs_standalone
+async def test_a_process_killed_on_this_host_gives_a_standalone_database_up_at_once() -> None:
+    url = fresh_url(STANDALONE_URL)
+    proc = start_owner(url)
+    store = MongoStore(url, stale_after=600.0)  # no waiting for its hold to go stale
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+        with pytest.raises(StorageError, match=f"pid {proc.pid} on"):
+            await store.open()
+        proc.kill()
+        proc.wait()
+        await store.open()
+        assert store.standalone
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        await discard(store)
+
+
 class Author(Resource):
     name = "author"
 
