@@ -39,6 +39,11 @@ class PostsPerAuthor(View):
 
     name = "posts_per_author"
     sources = ("post",)
+    # What /views/posts_per_author and `eventdocs view` filter and sort on.
+    fields = {  # noqa: RUF012  (a declaration, never mutated)
+        "author": Text(operators=["equal", "iequal", "in", "prefix"], sortable=True),
+        "posts": Integer(operators=["equal", "gt", "gte", "lt", "lte"], sortable=True),
+    }
 
     def keys(self, change: Change) -> list[str]:
         return [

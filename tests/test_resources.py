@@ -314,7 +314,8 @@ def test_client_supplied_ids() -> None:
 @pytest.mark.parametrize(
     ("declared", "message"),
     [
-        ({"id": Integer(required=True)}, "must be Text or UUID"),
+        ({"id": Boolean(required=True)}, "must be Text, UUID or Integer"),
+        ({"id": Integer(required=True, operators=["gt"])}, "equal, not, in and notin only"),
         ({"id": Text()}, "must be required"),
         ({"limit": Integer(operators=["equal"])}, "is a query parameter"),
         ({"title": Text}, "must be instantiated"),

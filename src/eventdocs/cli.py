@@ -4,7 +4,8 @@ Every command takes ``--store PATH|URI`` (default ``./eventdocs.db``, or
 ``$EVENTDOCS_STORE``). The commands that only need the log (export, import,
 replay, verify, history, diff) work without ``--target``; given one they
 also know its indexes and views. Commands that write (replay, import,
-revert) must not run while a server owns the same SQLite file.
+revert) must own the SQLite file: beside a running server they are refused.
+The others open it read-only and work beside a server.
 
 Errors are caught in one place, :meth:`_Cli.main`: one line on stderr and a
 non-zero exit (2 for bad usage, 1 for everything else), never a traceback
@@ -31,9 +32,10 @@ from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
 from eventdocs.documents import WriteResult
-from eventdocs.errors import EventdocsError, InvalidRequest, NotFound
-from eventdocs.events import Event, decode_event, encode_event
+from eventdocs.errors import DeclarationError, EventdocsError, InvalidRequest, NotFound
+from eventdocs.events import Event, encode_event
 from eventdocs.fold import Result
+from eventdocs.importing import ImportCheck, read_checked
 from eventdocs.projections.replay import Difference, replay, verify
 from eventdocs.projections.views import View, rebuild_view
 from eventdocs.resources import ResourceSpec, load_declarations, load_target, load_views
@@ -127,11 +129,17 @@ def _must_exist(url: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _opened(url: str, *, create: bool = False) -> AsyncIterator[EventStore]:
-    """The opened store at ``url``; a missing SQLite file is an error unless ``create``."""
+async def _opened(
+    url: str, *, create: bool = False, readonly: bool = False
+) -> AsyncIterator[EventStore]:
+    """The opened store at ``url``; a missing SQLite file is an error unless ``create``.
+
+    ``readonly`` reads a SQLite file beside its owner (a running server) and
+    never writes to it; otherwise this process must own the file.
+    """
     if not create:
         _must_exist(url)
-    store = open_store(url, clock=SystemClock())
+    store = open_store(url, clock=SystemClock(), readonly=readonly)
     await store.open()
     try:
         yield store
@@ -336,13 +344,14 @@ def verify_command(
     specs, views = _declared(target)
 
     async def run() -> tuple[list[str], list[Difference]]:
-        async with _opened(store_url) as store:
+        async with _opened(store_url, readonly=True) as store:
             names = await _resources(store, chosen, specs)
             checked = [v for v in views if set(v.sources) <= set(names)]
             with _err.status("verifying…") if _err.is_terminal else contextlib.nullcontext():
                 return names, await verify(store, names, checked)
 
     names, diffs = asyncio.run(run())
+    _say_views(views, names, target)
     if as_json:
         _json_out([msgspec.to_builtins(d) for d in diffs])
     elif diffs:
@@ -354,6 +363,18 @@ def verify_command(
         click.echo(f"{len(diffs)} differences in {', '.join(names)}", err=True)
         sys.exit(1)
     click.echo(f"ok: {', '.join(names) or 'no resources'} match the fold of the log")
+
+
+def _say_views(views: Sequence[View], names: Sequence[str], target: str | None) -> None:
+    """Say which views verify checked and which it could not (on stderr: stdout may be JSON)."""
+    if target is None:
+        click.echo("views: not checked (they are declared in a target: give --target)", err=True)
+        return
+    checked = [v.name for v in views if set(v.sources) <= set(names)]
+    skipped = [v.name for v in views if not set(v.sources) <= set(names)]
+    click.echo(f"views checked: {', '.join(checked) or 'none declared'}", err=True)
+    if skipped:
+        click.echo(f"views not checked (a source is not verified): {', '.join(skipped)}", err=True)
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -373,7 +394,7 @@ def history(resource: str, doc_id: str, store_url: str, as_json: bool) -> None:
     """
 
     async def run() -> list[Result]:
-        async with _opened(store_url) as store:
+        async with _opened(store_url, readonly=True) as store:
             service = Service(store, [_spec(resource, [])], background=False)
             return await service.documents(resource).revisions(doc_id)
 
@@ -437,7 +458,7 @@ def diff(
     specs, _ = _declared(target)
 
     async def run() -> list[dict[str, Any]]:
-        async with _opened(store_url) as store:
+        async with _opened(store_url, readonly=True) as store:
             service = Service(store, [_spec(resource, specs)], background=False)
             now = service.clock.now()
             return await service.documents(resource).diff(
@@ -482,7 +503,7 @@ def revert(
     specs, views = _declared(target)
 
     async def run() -> tuple[WriteResult | None, list[dict[str, Any]]]:
-        async with _opened(store_url) as store:
+        async with _opened(store_url, readonly=dry_run) as store:
             if dry_run:  # reads only: no projection step, nothing written
                 service = Service(store, [_spec(resource, specs)], background=False)
             else:
@@ -520,7 +541,7 @@ def export(chosen: tuple[str, ...], after: int, output: str | None, store_url: s
 
     async def run(out: Any) -> int:
         count = 0
-        async with _opened(store_url) as store:
+        async with _opened(store_url, readonly=True) as store:
             for name in await _resources(store, chosen, []):
                 last = await store.last_seq(name)
                 with _progress(f"export {name}", max(last - after, 0)) as advance:
@@ -541,16 +562,6 @@ def export(chosen: tuple[str, ...], after: int, output: str | None, store_url: s
     click.echo(f"exported {count:,} events", err=True)
 
 
-def _read_events(path: Path) -> Iterator[tuple[int, Event]]:
-    with path.open("rb") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield number, decode_event(line)
-                except msgspec.DecodeError as exc:
-                    raise InvalidRequest(f"{path}:{number}: not an eventdocs event: {exc}") from exc
-
-
 @main.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Import into a store that already holds events.")
@@ -560,52 +571,49 @@ def import_command(file: Path, force: bool, store_url: str, target: str | None) 
     """Load a JSON Lines export and rebuild the projections.
 
     Events are written verbatim (same seqs and times), so the projections come
-    out identical to the exporting store's. A store that already holds events
-    is refused unless --force (the file must then continue its logs).
+    out identical to the exporting store's. Every event is checked first:
+    against the declarations with --target (schemas, ids), and always for ids
+    no URL can reach, times outside years 1..9999 and a log that does not
+    continue (seqs, recorded_at, cancels). It is all or nothing: on SQLite
+    one transaction, so a refused, interrupted or killed import leaves the
+    store as it was. A store that already holds events is refused unless
+    --force (the file must then continue its logs).
     """
     specs, views = _declared(target)
+    check = ImportCheck(specs)
 
     async def run() -> tuple[dict[str, int], float]:
         started = time.perf_counter()
         async with _opened(store_url, create=True) as store:
-            existing = {n: await store.last_seq(n) for n in await store.resources()}
-            held = sum(existing.values())
+            held = sum([await store.last_seq(n) for n in await store.resources()])
             if held and not force:
                 raise InvalidRequest(
                     f"the store already holds {held:,} events; --force imports anyway"
                     " (the file's seqs must continue its logs)"
                 )
-            # First pass: check every line before writing any, so a bad file imports nothing.
-            counts: dict[str, int] = {}
-            for number, event in _read_events(file):
-                expected = existing.get(event.resource, 0) + counts.get(event.resource, 0) + 1
-                if event.seq != expected:
-                    raise InvalidRequest(
-                        f"{file}:{number}: {event.resource} event {event.seq} where"
-                        f" {expected} continues the log"
+            line = [0]
+            with _progress("import", None) as advance:
+                try:
+                    counts = await store.load_stream(
+                        _counted(read_checked(file, check, line), advance)
                     )
-                counts[event.resource] = counts.get(event.resource, 0) + 1
-            for name in counts:
-                await store.ensure_resource(name, _spec(name, specs).indexes())
-            with _progress("import", sum(counts.values())) as advance:
-                chunk: dict[str, list[Event]] = {}
-                for _, event in _read_events(file):
-                    events = chunk.setdefault(event.resource, [])
-                    events.append(event)
-                    if len(events) >= _IMPORT_CHUNK:
-                        await store.load(event.resource, events)
-                        advance(len(events))
-                        chunk[event.resource] = []
-                for name, events in chunk.items():
-                    if events:
-                        await store.load(name, events)
-                        advance(len(events))
+                except (InvalidRequest, DeclarationError) as exc:
+                    if exc.detail.startswith(f"{file}:"):
+                        raise
+                    raise InvalidRequest(f"{file}:{line[0]}: {exc.detail}") from exc
             await _rebuild(store, list(counts), specs, views)
         return counts, time.perf_counter() - started
 
     counts, elapsed = asyncio.run(run())
     summary = ", ".join(f"{name} {n:,}" for name, n in counts.items()) or "nothing"
     click.echo(f"imported {summary}; projections rebuilt: {_rate(sum(counts.values()), elapsed)}")
+
+
+def _counted(events: Iterator[Event], advance: Callable[[int], None]) -> Iterator[Event]:
+    for n, event in enumerate(events, 1):
+        if n % _IMPORT_CHUNK == 0:
+            advance(_IMPORT_CHUNK)
+        yield event
 
 
 @main.command()
@@ -648,3 +656,72 @@ def bench(
         )
     options = Options(size or "default", out, workdir, only, peer=not no_peer, http=not no_http)
     run_suite(options, console=Console(highlight=False, soft_wrap=True))
+
+
+# -- eventdocs view: a view's rows, filtered with the query language -----------------
+
+
+@main.command("view")
+@click.argument("name")
+@click.argument("params", nargs=-1, metavar="[FIELD=VALUE|FIELD__OP=VALUE|sort=…|limit=…]...")
+@click.option("--as-of", metavar="T", help="The rows as they were at valid time T.")
+@click.option("--known-at", metavar="T", help="As known at time T (what the log held then).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@_store_option
+@_target_option
+def view_command(
+    name: str,
+    params: tuple[str, ...],
+    as_of: str | None,
+    known_at: str | None,
+    as_json: bool,
+    store_url: str,
+    target: str | None,
+) -> None:
+    """Print the rows of view NAME, as a table.
+
+    Filters, sort, limit, offset and fields are those of a query over HTTP
+    (author=ann posts__gt=2 sort=-posts limit=10); times are RFC 3339 with an
+    offset, Unix epoch seconds, or now. Reads only: it never writes the store.
+    """
+    if target is None:
+        raise click.UsageError("view needs --target (the declarations of its views)")
+    from eventdocs.http.views import parse_view_query
+    from eventdocs.projections.reading import ViewPage, find_view, read_rows
+
+    pairs: list[tuple[str, str]] = []
+    for text in params:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"{text!r}: expected FIELD=VALUE or FIELD__OP=VALUE")
+        pairs.append((key, value))
+    times = (_time(as_of, "--as-of"), _time(known_at, "--known-at"))
+    specs, views = _declared(target)
+
+    async def run() -> tuple[View, ViewPage]:
+        async with _opened(store_url) as store:
+            service = Service(store, specs, views=views, background=False)
+            chosen = find_view(service, name)
+            query, given = parse_view_query(chosen, pairs)  # as_of=T works as a word too
+            as_of = times[0] if times[0] is not None else given.as_of
+            known = times[1] if times[1] is not None else given.known_at
+            return chosen, await read_rows(service, chosen, query, as_of=as_of, known_at=known)
+
+    chosen, page = asyncio.run(run())
+    if as_json:
+        _json_out({"total": page.total, "resources": page.rows})
+        return
+    present = {k for row in page.rows for k in row}
+    columns = [c for c in chosen.fields if c in present or not page.rows]
+    columns += sorted(present - set(columns))  # a Python view's undeclared fields
+    table = Table(*columns, title=name)
+    for row in page.rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    _print_table(table)
+    click.echo(f"{len(page.rows)} of {page.total} rows", err=True)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)

@@ -40,7 +40,6 @@ from eventdocs.fold import (
     DocState,
     Result,
     fold,
-    merge_patch,
     step,
 )
 from eventdocs.query import Query, matches, sort_documents
@@ -467,14 +466,13 @@ class Documents:
     # -- helpers ---------------------------------------------------------------
 
     def _change(self, current: dict[str, Any], body: dict[str, Any], merge: bool) -> dict[str, Any]:
-        """The validated body of an update of ``current`` (``merge``: a merge patch)."""
-        if not merge:
-            return self.spec.validate_update(body)
-        self.spec.validate_update(body, merge=True)
-        merged = self.spec.validate(merge_patch(current, body))
-        # Values are stored as validated and normalized against the state at the
-        # TOA; ``null`` keeps its meaning of "remove".
-        return {k: None if v is None else merged.get(k) for k, v in body.items()}
+        """The validated body of an update of ``current`` through this version.
+
+        Only what ``body`` sets is checked, against this version's fields, so a
+        document written through another version keeps what this one does not
+        declare (:mod:`eventdocs.versions`).
+        """
+        return self.spec.validate_change(current, body, merge=merge)
 
     async def _state(self, doc_id: str, at: int) -> tuple[Head, DocState]:
         """The document's head and its state at valid time ``at``: what a write decides on.
@@ -585,6 +583,8 @@ class Documents:
     ) -> Appended:
         """Append, then project for read-your-writes; nothing after the append raises."""
         await self._check_pending(drafts)
+        version = self.spec.version  # every event says which declaration checked it
+        drafts = [msgspec.structs.replace(d, meta={**d.meta, "version": version}) for d in drafts]
         appended = await self.store.append(
             self.name, drafts, idempotency_key=key, fingerprint=fingerprint, guards=guards
         )

@@ -45,6 +45,7 @@ from eventdocs.fields import (
     UNSET,
     UUID,
     Field,
+    Integer,
     Map,
     Structure,
     Text,
@@ -331,7 +332,9 @@ class ResourceSpec:
                 f"{self.name} ids are assigned by the server",
                 [ErrorDetail("/id", "is assigned by the server")],
             )
-        normalized: str = id_field.validate(value, path="/id")
+        validated = id_field.validate(value, path="/id")
+        # An Integer id is kept as its decimal text: ids are URL path segments.
+        normalized: str = str(validated) if isinstance(validated, int) else validated
         if not normalized:
             raise ValidationFailed("the id is empty", [ErrorDetail("/id", "must not be empty")])
         # An id is one path segment of its URL: these could never be addressed.
@@ -386,6 +389,46 @@ class ResourceSpec:
                     errors.extend(failed)
                 else:
                     out[name] = f.normalize(value)
+        if errors:
+            raise ValidationFailed(
+                f"{self.name} update is not valid ({len(errors)} errors)", errors
+            )
+        return out
+
+    def validate_change(
+        self, current: Mapping[str, Any] | None, body: Any, *, merge: bool = False
+    ) -> dict[str, Any]:
+        """The validated body of an update of ``current`` through this version.
+
+        Only what the body sets is checked, against this version's fields: a
+        document written through another version keeps the fields this one
+        does not declare, and lacks the ones it does not require, without
+        making the update fail (SPEC section 10). With ``merge`` a structure's
+        partial object is merged into the current value, then checked whole.
+
+        Raises:
+            ValidationFailed: one entry per failing path.
+        """
+        change = self.validate_update(body, merge=merge)
+        if not merge:
+            return change
+        from eventdocs.fold import merge_patch  # the fold's own merge, so both agree
+
+        merged = merge_patch(dict(current or {}), change)
+        errors: list[ErrorDetail] = []
+        out: dict[str, Any] = {}
+        for name, value in change.items():
+            if value is None:
+                out[name] = None
+                continue
+            f = self.fields[name]
+            path = _pointer(name)
+            full = f.with_defaults(merged.get(name))
+            failed = f.check(full, path)
+            if failed:
+                errors.extend(failed)
+            else:
+                out[name] = f.normalize(full)
         if errors:
             raise ValidationFailed(
                 f"{self.name} update is not valid ({len(errors)} errors)", errors
@@ -459,8 +502,11 @@ def _compile(cls: type[Resource]) -> ResourceSpec:
             )
     id_field = fields.get("id")
     if id_field is not None:
-        if not isinstance(id_field, Text | UUID):
-            _fail(f"{where}.schema.id", "a client-supplied id must be Text or UUID")
+        if not isinstance(id_field, Text | UUID | Integer):
+            _fail(f"{where}.schema.id", "a client-supplied id must be Text, UUID or Integer")
+        if isinstance(id_field, Integer) and set(id_field.operators) & {"gt", "gte", "lt", "lte"}:
+            # Ids are stored as text (they are URL segments): a range would compare text.
+            _fail(f"{where}.schema.id", "an Integer id takes equal, not, in and notin only")
         if not id_field.required:
             _fail(f"{where}.schema.id", "a client-supplied id must be required")
         if not id_field.nonnull:
@@ -886,11 +932,27 @@ def load_target(target: str) -> list[ResourceSpec]:
 
 
 def load_views(target: str) -> list[Any]:
-    """The module-level ``views`` list of a TARGET's module (empty for ``.json``)."""
+    """The views a TARGET declares, declarative ones bound to its resources.
+
+    A ``.json`` file's ``views`` list (declarative views); a Python target's
+    module-level ``views`` list (:class:`~eventdocs.projections.views.View`
+    instances, declarative ones from ``declare_view`` among them).
+
+    Raises:
+        DeclarationError: naming the view and what is wrong with it.
+    """
+    from eventdocs.projections.declared import bind_views, parse_views
+
+    specs = load_target(target)  # fails first, with its own message, on a bad file
     if target.endswith(".json"):
-        return []
-    module, _ = _resolve(target)
-    views = getattr(module, "views", [])
-    if not isinstance(views, list | tuple):
-        _fail(f"{target}.views", "expected a list")
-    return list(views)
+        data = json.loads(Path(target).read_text(encoding="utf-8"))
+        entries = data.get("views", []) if isinstance(data, Mapping) else []
+        views: list[Any] = list(parse_views(entries))
+    else:
+        module, _ = _resolve(target)
+        found = getattr(module, "views", [])
+        if not isinstance(found, list | tuple):
+            _fail(f"{target}.views", "expected a list")
+        views = list(found)
+    bind_views(views, specs)
+    return views

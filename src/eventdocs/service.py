@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from eventdocs.documents import Documents, Limits
 from eventdocs.errors import DeclarationError, NotFound, StorageError
+from eventdocs.projections.declared import bind_views
 from eventdocs.projections.lease import lease_for
 from eventdocs.projections.projector import Projector
 from eventdocs.projections.scheduler import Scheduler
@@ -53,6 +54,7 @@ class Service:
             missing = set(view.sources) - names
             if missing:
                 raise DeclarationError(f"view {view.name!r} reads undeclared {sorted(missing)}")
+        bind_views(self.views, self.specs)
         self.projector = Projector(store, self.clock, self.views)
         self.scheduler = Scheduler(self.projector, sorted(names), lease=lease_for(store))
         self._documents = {(s.name, s.version): Documents(self, s) for s in self.specs}

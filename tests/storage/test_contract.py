@@ -12,13 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventdocs.errors import InvalidRequest, NotFound
+from eventdocs.errors import InvalidRequest, KeyReused, NotFound, Stale
 from eventdocs.events import Cancel, Draft, Update
 from eventdocs.query import OPERATORS, Filter, Kind, Query, SortKey, matches, sort_documents
 from eventdocs.storage import (
+    Appended,
     Checkpoint,
     Document,
     EventStore,
+    Guard,
+    Head,
     HistoryWrite,
     IndexSpec,
     ProjectionBatch,
@@ -99,6 +102,85 @@ async def test_an_idempotency_key_replays_the_first_call(store: EventStore) -> N
     assert await store.last_seq("post") == 3
 
 
+async def test_an_idempotency_key_with_another_fingerprint_is_refused(store: EventStore) -> None:
+    await store.ensure_resource("post")
+    first = await store.append("post", [create("a")], idempotency_key="k", fingerprint="f1")
+    again = await store.append("post", [create("z")], idempotency_key="k", fingerprint="f1")
+    assert again.replayed and again.events == first.events
+    with pytest.raises(KeyReused):
+        await store.append("post", [create("b")], idempotency_key="k", fingerprint="f2")
+    with pytest.raises(KeyReused):
+        await store.find_idempotent("post", "k", fingerprint="f2")
+    assert await store.find_idempotent("post", "k", fingerprint="f1") == first.events
+    assert await store.last_seq("post") == 1
+
+
+async def test_concurrent_first_uses_of_a_key_are_decided_by_the_store(store: EventStore) -> None:
+    await store.ensure_resource("post")
+    calls = [
+        store.append("post", [create(f"d{i}")], idempotency_key="k", fingerprint=f"f{i % 2}")
+        for i in range(6)
+    ]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    appended = [r for r in results if isinstance(r, Appended) and not r.replayed]
+    assert len(appended) == 1 and await store.last_seq("post") == 1
+    winner = appended[0].events[0].id
+    for i, result in enumerate(results):
+        same = int(winner[1:]) % 2 == i % 2
+        assert isinstance(result, Appended if same else KeyReused)
+
+
+async def test_heads_and_guards_decide_appends(store: EventStore, clock: ManualClock) -> None:
+    await store.ensure_resource("post")
+    assert await store.read_head("post", "a", after_toa=T0) == Head()
+    await store.append("post", [create("a")], guards=[Guard("a", 0)])
+    with pytest.raises(Stale):  # "a" has an event now: a second create decided on none
+        await store.append("post", [create("a")], guards=[Guard("a", 0)])
+    await store.append("post", [update("a", toa=T0 + 100, n=1), update("b", n=2)])
+    assert await store.read_head("post", "a", after_toa=T0) == Head(2, T0 + 100)
+    assert await store.read_head("post", "a", after_toa=T0 + 100) == Head(2, None)
+    # A guard whose document's next write is due before the append is recorded fails.
+    clock.advance(100)
+    with pytest.raises(Stale):
+        await store.append("post", [update("a", n=3)], guards=[Guard("a", 2, before=T0 + 100)])
+    ok = await store.append("post", [update("a", n=3)], guards=[Guard("a", 2, before=T0 + 101)])
+    assert ok.events[0].seq == 4
+    # One failing guard appends nothing of the call, even for the other documents.
+    with pytest.raises(Stale):
+        await store.append(
+            "post", [update("a", n=4), update("b", n=4)], guards=[Guard("a", 4), Guard("b", 1)]
+        )
+    assert await store.last_seq("post") == 4
+
+
+async def test_concurrent_guarded_appends_on_one_head_let_one_through(store: EventStore) -> None:
+    await store.ensure_resource("post")
+    await store.append("post", [create("a")])
+    calls = [store.append("post", [update("a", n=i)], guards=[Guard("a", 1)]) for i in range(5)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert sum(isinstance(r, Appended) for r in results) == 1
+    assert sum(isinstance(r, Stale) for r in results) == 4
+    assert await store.last_seq("post") == 2
+
+
+async def test_a_step_that_missed_an_event_recorded_in_its_time_is_refused(
+    store: EventStore, clock: ManualClock
+) -> None:
+    await store.ensure_resource("post")
+    await store.append("post", [create("a")])  # recorded at T0, seq 1
+    clock.advance(10)
+    await store.append("post", [create("b")])  # recorded at T0 + 10, seq 2
+    # A step that read only seq 1 must not project past T0 + 10: it missed seq 2.
+    blind = ProjectionBatch(Checkpoint(1, T0 + 20), base=Checkpoint())
+    assert not await store.write_projection("post", blind)
+    careful = ProjectionBatch(Checkpoint(1, T0 + 9), base=Checkpoint())
+    assert await store.write_projection("post", careful)
+    # Having seen it, a step may project past it.
+    assert await store.write_projection(
+        "post", ProjectionBatch(Checkpoint(2, T0 + 30), base=Checkpoint(1, T0 + 9))
+    )
+
+
 async def test_load_imports_events_verbatim_or_nothing(store: EventStore) -> None:
     await store.ensure_resource("copy")
     source = (await store.append("post", [create("a", t=1), update("a", toa=T0 + 9, t=2)])).events
@@ -112,6 +194,33 @@ async def test_load_imports_events_verbatim_or_nothing(store: EventStore) -> Non
     assert await store.read_log("copy") == source
     (after,) = (await store.append("copy", [update("a", t=3)])).events
     assert after.seq == 4 and after.recorded_at >= source[-1].recorded_at
+
+
+async def test_load_stream_continues_logs_and_refuses_what_appends_could_not_write(
+    store: EventStore,
+) -> None:
+    source = (await store.append("post", [create("a"), update("a", toa=T0 + 9, t=2)])).events
+    source += (await store.append("post", [cancel("a", 2), create("b")])).events
+    copy = [msgspec.structs.replace(e, resource="copy") for e in source]
+    assert await store.load_stream(iter(copy)) == {"copy": 4}
+    assert "copy" in await store.resources()
+    assert await store.read_log("copy") == copy
+    last = copy[-1]
+    bad = {
+        "seq": msgspec.structs.replace(last, seq=6, id="z"),
+        "recorded_at": msgspec.structs.replace(last, seq=5, recorded_at=last.recorded_at - 1),
+        "target": Cancel(
+            seq=5, resource="copy", id="b", toa=last.toa, recorded_at=last.toa, target=2
+        ),
+    }
+    for path, event in bad.items():
+        with pytest.raises(InvalidRequest) as refused:
+            await store.load_stream(iter([event]))
+        assert refused.value.errors[0].path == path
+    missing = Cancel(seq=5, resource="copy", id="a", toa=last.toa, recorded_at=last.toa, target=9)
+    with pytest.raises(InvalidRequest):
+        await store.load_stream([missing])
+    assert await store.last_seq("copy") == 4
 
 
 async def test_unknown_resources_are_not_found(store: EventStore) -> None:

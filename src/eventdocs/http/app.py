@@ -34,6 +34,7 @@ from eventdocs.http.routes import (
     DocumentResource,
     NotDeclared,
 )
+from eventdocs.http.views import mount_views, views_openapi
 from eventdocs.http.wire import encode
 from eventdocs.resources import CustomRequest, ResourceSpec
 from eventdocs.service import Service
@@ -78,6 +79,7 @@ def create_app(service: Service, *, max_body: int = 1 << 20, tokens: Tokens | No
     """
     middleware: list[Any] = [_Lifespan(service)]
     document = openapi_document(service.specs)
+    views_openapi(document, service.views)
     limit = document["components"]["parameters"]["Limit"]["schema"]
     limit["maximum"] = service.limits.query_limit
     limit["default"] = min(limit["default"], service.limits.query_limit)
@@ -90,6 +92,7 @@ def create_app(service: Service, *, max_body: int = 1 << 20, tokens: Tokens | No
     install_error_handlers(app)
     for spec in service.specs:
         _mount(app, service, spec, max_body)
+    mount_views(app, service)
     app.add_route("/healthz", HealthResource(service))
     app.add_route("/openapi.json", _OpenAPIResource(encode(document)))
     return app

@@ -54,6 +54,7 @@ from eventdocs.http.custom import CustomResource
 from eventdocs.http.errors import ProblemError
 from eventdocs.http.health import HealthResource
 from eventdocs.http.routes import CollectionResource, DocumentResource, NotDeclared
+from eventdocs.http.views import ViewResource
 from eventdocs.http.wire import toa_header
 from eventdocs.service import Service
 
@@ -277,6 +278,11 @@ class BearerAuth:
         token = None if found is None else self.tokens.identify(found.group(1))
         if token is None:
             raise _unauthorized("the bearer token is not valid", "invalid_token")
+        if isinstance(resource, ViewResource):  # a view's rows: read on each of its sources
+            for source in resource.sources(params.get("name", "")):
+                if not token.allows(source, {"read"}):
+                    raise self._forbidden(token, {"read"}, source)
+            return
         name, needed = self.needs(req, resource)
         if name is None:
             if needed and not any(token.allows(r, needed) for r in token.scopes):

@@ -80,7 +80,8 @@ def extender(spec: ResourceSpec, request: str, documents: Documents) -> Extender
     fields = spec.overrides.get(request)
     if not fields:
         return None
-    defaults = {n: f.default for n, f in fields.items() if f.default is not UNSET}
+    # A field shows its hook's value, else its default, else null: never missing.
+    defaults = {n: None if f.default is UNSET else f.default for n, f in fields.items()}
     declared = getattr(spec.declaration, request, None)
     hook = None
     if isinstance(declared, type) and issubclass(declared, StandardRequest):

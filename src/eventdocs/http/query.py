@@ -168,9 +168,14 @@ def parse_query(
             parsed: object = _boolean(name, value)
         else:
             parsed = _value(field, name, value)
-        filters.append(Filter(field_name, op, parsed, field.kind))
+        if field_name == "id" and isinstance(parsed, int) and not isinstance(parsed, bool):
+            filters.append(Filter("id", op, str(parsed), "text"))  # an Integer id is text
+        else:
+            filters.append(Filter(field_name, op, parsed, field.kind))
     for (field_name, op), items in lists.items():
         kind = spec.field_for(field_name).kind
+        if field_name == "id" and kind == "integer":
+            items, kind = [str(i) for i in items], "text"
         filters.append(Filter(field_name, op, list(dict.fromkeys(items)), kind))
     query = Query(
         filters=tuple(filters),

@@ -60,6 +60,7 @@ from eventdocs.http.wire import (
 )
 from eventdocs.storage.contract import Document
 from eventdocs.times import parse_time
+from eventdocs.versions import visible
 
 __all__ = [
     "COLLECTION_ROUTES",
@@ -144,7 +145,7 @@ class _Resource:
     async def _render(
         self, doc: Document, request: str, fields: Sequence[str] | None = None
     ) -> dict[str, Any]:
-        out = render_document(doc)
+        out = visible(self.spec, render_document(doc))
         extend = self.extenders[request]
         if extend is not None:
             out.update(await extend(out))
@@ -328,7 +329,7 @@ class DocumentResource(_Resource):
     ) -> None:
         reject_unknown(pairs(req.query_string))
         doc = await self.documents.at_revision(id, _integer(rev, "{rev}"))
-        send(resp, render_document(doc), etag=None)
+        send(resp, visible(self.spec, render_document(doc)), etag=None)
 
     async def on_post_revert(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str

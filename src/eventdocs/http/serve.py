@@ -5,6 +5,12 @@ file; its module-level ``views`` are projected too. One worker, httptools and
 uvloop, the ASGI lifespan on (it starts the projector and scheduler), and a
 graceful shutdown on SIGINT/SIGTERM that lets requests in flight finish.
 ``eventdocs serve`` calls :func:`run`.
+
+A SQLite file has one owner: :func:`run` claims it before uvicorn starts, so
+a second server on the same file is refused with one line. For
+``uvicorn --factory eventdocs.http.serve:from_environment`` each worker
+claims it when it builds the app; with ``--workers 2`` the second is refused
+and exits with uvicorn's startup-failure code, which stops the whole command.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,14 +30,16 @@ from eventdocs.http.app import App, create_app
 from eventdocs.http.auth import Tokens, read_tokens_file, tokens_of_target
 from eventdocs.resources import load_target, load_views
 from eventdocs.service import Service
-from eventdocs.storage import open_store
+from eventdocs.storage import open_store, sqlite_path
+from eventdocs.storage.sqlite.owner import claim
 
-__all__ = ["build_app", "main", "run"]
+__all__ = ["build_app", "from_environment", "main", "run"]
 
 log = logging.getLogger("eventdocs.serve")
 
 DEFAULT_STORE = "eventdocs.db"
 GRACEFUL_SHUTDOWN_SECONDS = 10
+_STARTUP_FAILURE = 3  # uvicorn's: its supervisor stops instead of restarting the worker
 _DEFAULTS = Limits()
 
 
@@ -111,7 +120,34 @@ def run(
         access_log=access_log,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    uvicorn.Server(config).run()
+    path = sqlite_path(store)
+    ownership = claim(path) if path is not None else None  # refused here: one line, no traceback
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        if ownership is not None:
+            ownership.release()
+
+
+def from_environment() -> App:
+    """An app factory for uvicorn: TARGET from ``$EVENTDOCS_TARGET``, store ``$EVENTDOCS_STORE``.
+
+    ``uvicorn --factory eventdocs.http.serve:from_environment``. Each worker
+    process claims the SQLite file for as long as it lives; a worker that
+    cannot prints one line and exits with uvicorn's startup-failure code.
+    """
+    try:
+        target = os.environ.get("EVENTDOCS_TARGET")
+        if not target:
+            raise InvalidRequest("set EVENTDOCS_TARGET to the declarations to serve")
+        store = os.environ.get("EVENTDOCS_STORE", DEFAULT_STORE)
+        path = sqlite_path(store)
+        if path is not None:
+            claim(path)  # released by the kernel when the worker exits
+        return build_app(target, store=store, tokens=tokens_of_target(target))
+    except EventdocsError as exc:
+        print(f"eventdocs: error: {' '.join(exc.detail.split())}", file=sys.stderr, flush=True)
+        raise SystemExit(_STARTUP_FAILURE) from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

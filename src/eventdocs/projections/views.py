@@ -16,14 +16,18 @@ here too: the projector rebuilds after a reset, the service at start.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
 from eventdocs.errors import DeclarationError, StorageError
 from eventdocs.projections.lease import lease_for
 from eventdocs.storage.contract import Checkpoint, EventStore, ProjectionBatch, ViewWrite
+
+if TYPE_CHECKING:
+    from eventdocs.fields import Field
 
 __all__ = ["Change", "Rows", "View", "fold_view", "rebuild_stale_views", "rebuild_view"]
 
@@ -40,13 +44,21 @@ class Change(msgspec.Struct, frozen=True):
 
 
 class View:
-    """Subclass with ``name``, ``sources`` and the two methods below."""
+    """Subclass with ``name``, ``sources`` and the two methods below.
+
+    ``fields`` (optional) declares the rows' fields, with their operators, for
+    reads over HTTP and the CLI: ``{"author": Text(operators=["equal"])}``.
+    A view without them is read whole or paged, never filtered or sorted.
+    """
 
     name: ClassVar[str]
     sources: ClassVar[tuple[str, ...]]
+    fields: Mapping[str, Field] = MappingProxyType({})
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if abstract:
+            return
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name.isidentifier():
             raise DeclarationError(f"view {cls.__name__} needs a name that is an identifier")

@@ -34,11 +34,16 @@ __all__ = [
     "ProjectionBatch",
     "ViewWrite",
     "open_store",
+    "sqlite_path",
 ]
 
 
-def open_store(url: str, *, clock: Clock | None = None) -> EventStore:
-    """The store for ``url``; call ``await store.open()`` before use."""
+def open_store(url: str, *, clock: Clock | None = None, readonly: bool = False) -> EventStore:
+    """The store for ``url``; call ``await store.open()`` before use.
+
+    ``readonly`` opens a SQLite file as a reader beside its owner: nothing is
+    created or written, and no ownership is taken (other backends ignore it).
+    """
     if url == "memory:":
         from eventdocs.storage.memory import MemoryStore
 
@@ -47,14 +52,25 @@ def open_store(url: str, *, clock: Clock | None = None) -> EventStore:
         from eventdocs.storage.mongodb import MongoStore  # type: ignore[import-not-found,unused-ignore]
 
         return MongoStore(url, clock=clock)  # type: ignore[no-any-return,unused-ignore]
+    path = sqlite_path(url)
+    assert path is not None
+    from eventdocs.storage.sqlite import SQLiteStore  # type: ignore[import-not-found,unused-ignore]
+
+    return SQLiteStore(path, clock=clock, readonly=readonly)  # type: ignore[no-any-return,unused-ignore]
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite store URL (``sqlite:///tmp/x.db`` or a plain path), else None.
+
+    Raises:
+        InvalidRequest: ``url`` is of no backend.
+    """
+    if url == "memory:" or url.startswith(("mongodb://", "mongodb+srv://")):
+        return None
     if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://")  # sqlite:///tmp/x.db is /tmp/x.db
-    elif "://" in url:
+        return url.removeprefix("sqlite://")  # sqlite:///tmp/x.db is /tmp/x.db
+    if "://" in url:
         raise InvalidRequest(
             f"unknown store URL {url!r}: use a path, sqlite:///, mongodb:// or memory:"
         )
-    else:
-        path = url
-    from eventdocs.storage.sqlite import SQLiteStore  # type: ignore[import-not-found,unused-ignore]
-
-    return SQLiteStore(path, clock=clock)  # type: ignore[no-any-return,unused-ignore]
+    return url

@@ -21,7 +21,7 @@ failures and never leave part of a call written.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -208,6 +208,18 @@ class EventStore(Protocol):
 
         Their seqs must continue the log (the first is ``last_seq + 1``, then
         consecutive), else nothing is written and ``InvalidRequest`` is raised.
+        """
+        ...
+
+    async def load_stream(self, events: Iterable[Event]) -> dict[str, int]:
+        """Write an exported log verbatim (import); the count loaded per resource.
+
+        Creates missing resources. Each event must continue its resource's log
+        (:mod:`eventdocs.storage.loading`: seqs, ``recorded_at``, cancels); the
+        first that does not raises ``InvalidRequest``. ``events`` is consumed
+        once, as it comes. SQLite writes all of it in one transaction: all or
+        nothing, even if the process dies. Memory and MongoDB write chunks as
+        they go, so a refusal leaves the chunks before it.
         """
         ...
 

@@ -7,7 +7,7 @@ tests and the property tests, so it favours obviousness over speed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from eventdocs.storage.contract import (
     IndexSpec,
     ProjectionBatch,
 )
+from eventdocs.storage.loading import load_in_chunks
 from eventdocs.times import Clock, SystemClock
 
 __all__ = ["MemoryStore"]
@@ -133,6 +134,9 @@ class MemoryStore:
             res.log.extend(events)
             if events:
                 res.last_recorded = max(res.last_recorded, events[-1].recorded_at)
+
+    async def load_stream(self, events: Iterable[Event]) -> dict[str, int]:
+        return await load_in_chunks(self, events)
 
     async def find_idempotent(
         self, resource: str, key: str, *, fingerprint: str | None = None

@@ -217,12 +217,15 @@ class Appends(HighWater):
         if not fresh:
             return
         guarded = {i: g.head for c in fresh for i, g in c.guards.items()}
-        heads = await self._heads(r, {d.id for c in fresh for d in c.drafts} - guarded.keys())
+        heads = await self._heads(r, {d.id for c in fresh for d in c.drafts} | guarded.keys())
+        # A guard that already fails is refused before any seq is taken; the unique
+        # index decides the races this read cannot see (their batch is voided).
+        moved = {c for c in fresh if any(heads.get(i, 0) != g.head for i, g in c.guards.items())}
 
         def admit(recorded: int) -> int:
-            """Mark the calls a guard's ``before`` rules out; how many events remain."""
+            """Mark the calls a guard rules out; how many events remain."""
             for call in fresh:
-                call.late = any(
+                call.late = call in moved or any(
                     g.before is not None and recorded >= g.before for g in call.guards.values()
                 )
             return sum(len(c.drafts) for c in fresh if not c.late)
@@ -235,7 +238,7 @@ class Appends(HighWater):
         fresh = [c for c in fresh if not c.late]
         if not n:
             return
-        seq, prevs = first, {**heads, **guarded}
+        seq, prevs = first, {**heads, **guarded}  # what each document's first event follows
         docs: list[Doc] = []
         for call in fresh:
             call.events = [d.record(r, seq + i, recorded) for i, d in enumerate(call.drafts)]

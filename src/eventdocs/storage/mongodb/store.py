@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -19,7 +19,9 @@ from pymongo.errors import PyMongoError
 from pymongo.write_concern import WriteConcern
 
 from eventdocs.errors import DeclarationError
+from eventdocs.events import Event
 from eventdocs.storage.contract import Checkpoint, IndexSpec
+from eventdocs.storage.loading import load_in_chunks
 from eventdocs.storage.mongodb.append import Appends
 from eventdocs.storage.mongodb.base import MIN_TIME, index_name, valid_name, wall
 from eventdocs.storage.mongodb.codec import Doc, checkpoint_of, data_of
@@ -127,6 +129,9 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
             {"_id": r}, {"$setOnInsert": {"created": wall()}}, upsert=True
         )
         self._known.add(r)
+
+    async def load_stream(self, events: Iterable[Event]) -> dict[str, int]:
+        return await load_in_chunks(self, events)
 
     @boundary
     async def resources(self) -> list[str]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 from eventdocs.errors import (
     DeclarationError,
@@ -33,7 +35,9 @@ from eventdocs.storage.contract import (
     IndexSpec,
     ProjectionBatch,
 )
+from eventdocs.storage.loading import check_cancel, check_next
 from eventdocs.storage.sqlite.compile import _compile, _operand, _sql_decimal, _sql_lower
+from eventdocs.storage.sqlite.owner import Ownership, claim
 from eventdocs.storage.sqlite.schema import (
     _CHECKPOINT,
     _RESERVED,
@@ -53,12 +57,22 @@ from eventdocs.storage.sqlite.writer import _Append, _Call, _Writer
 from eventdocs.times import Clock, SystemClock
 
 
+def _open_error(path: str, exc: sqlite3.Error) -> StorageError:
+    error = _storage_error(exc)  # busy stays StoreUnavailable: a retry may succeed
+    return type(error)(f"{path}: {error.detail}")
+
+
 class SQLiteStore:
     """Every resource in one SQLite file; see the module docstring for the design."""
 
-    def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, clock: Clock | None = None, readonly: bool = False
+    ) -> None:
         self.path = os.fspath(path)
         self.clock = clock or SystemClock()
+        # Read-only: a WAL reader beside the owner; no lock, no writer, nothing created.
+        self.readonly = readonly
+        self._owner: Ownership | None = None
         self._writer: _Writer | None = None
         self._reader: sqlite3.Connection | None = None
         self._sql: dict[str, _Sql] = {}
@@ -108,21 +122,51 @@ class SQLiteStore:
     # -- lifecycle ------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._writer is not None:
+        if self._writer is not None or self._reader is not None:
             return
-        self._writer = _Writer(self.path, self.clock)
-        self._writer.thread.start()
-        await self._call(partial(_run_script, _SCHEMA.split(";")))
-        await self._call(_migrate)
+        if self.readonly:
+            self._open_reader(read_only=True)
+            return
+        if self.path != ":memory:":
+            self._owner = claim(self.path)  # before anything touches the file
         try:
-            self._reader = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, cached_statements=512
+            self._writer = _Writer(self.path, self.clock)
+            self._writer.thread.start()
+            await self._call(partial(_run_script, _SCHEMA.split(";")))
+            await self._call(_migrate)
+            self._open_reader(read_only=False)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _open_reader(self, *, read_only: bool) -> None:
+        if read_only and not os.path.exists(self.path):
+            raise NotFound(f"no store at {self.path}")
+        # mode=ro: never a write to the file, whoever else has it open.
+        target = f"file:{quote(os.path.abspath(self.path))}?mode=ro" if read_only else self.path
+        try:
+            conn = sqlite3.connect(
+                target,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=512,
+                uri=read_only,
             )
-            self._reader.executescript("PRAGMA query_only=1; PRAGMA cache_size=-32768;")
-            self._reader.create_function("eventdocs_lower", 1, _sql_lower, deterministic=True)
-            self._reader.create_function("eventdocs_decimal", 2, _sql_decimal, deterministic=True)
         except sqlite3.Error as exc:
-            raise _storage_error(exc) from exc
+            raise _open_error(self.path, exc) from exc
+        try:
+            conn.executescript("PRAGMA query_only=1; PRAGMA cache_size=-32768;")
+            conn.create_function("eventdocs_lower", 1, _sql_lower, deterministic=True)
+            conn.create_function("eventdocs_decimal", 2, _sql_decimal, deterministic=True)
+            known = "SELECT 1 FROM sqlite_master WHERE name = 'eventdocs_resources'"
+            if not conn.execute(known).fetchone():
+                raise StorageError(f"{self.path} is not an eventdocs store")
+        except (sqlite3.Error, StorageError) as exc:
+            conn.close()
+            if isinstance(exc, StorageError):
+                raise
+            raise _open_error(self.path, exc) from exc
+        self._reader = conn
         for (name,) in self._rows("SELECT name FROM eventdocs_resources"):
             self._sql[name] = _Sql(name)
         tables = self._rows("SELECT name FROM sqlite_master WHERE name GLOB 'view_*'")
@@ -136,6 +180,9 @@ class SQLiteStore:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        owner, self._owner = self._owner, None
+        if owner is not None:  # last: the file is closed when another may take it
+            owner.release()
 
     async def ensure_resource(self, resource: str, indexes: Sequence[IndexSpec] = ()) -> None:
         r = _name(resource, "resource")
@@ -198,6 +245,64 @@ class SQLiteStore:
             c.executemany(sql.insert_event, rows)
 
         await self._call(run, sync="FULL")
+
+    async def load_stream(self, events: Iterable[Event]) -> dict[str, int]:
+        # One writer call, so one transaction however long the file: a refusal, an
+        # interrupt or a kill -9 part way leaves the store as it was. SQLite spills
+        # the transaction's pages to the WAL, so memory stays bounded.
+        writer, stop, created = self._writer, threading.Event(), set[str]()
+
+        def run(c: sqlite3.Connection) -> dict[str, int]:
+            assert writer is not None
+            counts: dict[str, int] = {}
+            tails: dict[str, tuple[int, int | None]] = {}
+            pending: dict[str, list[tuple[Any, ...]]] = {}
+            sql: dict[str, _Sql] = {}
+
+            def flush(r: str) -> None:
+                if pending.get(r):
+                    c.executemany(sql[r].insert_event, pending.pop(r))
+
+            for e in events:
+                if stop.is_set():
+                    raise InvalidRequest("the import was interrupted; nothing was written")
+                r = e.resource
+                if r not in tails:
+                    if r not in self._sql:
+                        if _RESERVED.search(_name(r, "resource")):
+                            raise DeclarationError(f"resource name {r!r} is reserved")
+                        _run_script(_RESOURCE_SCHEMA.format(r=r).split(";"), c)
+                        created.add(r)
+                    sql[r] = _Sql(r)
+                    writer.tails.pop(r, None)  # appends after this must see these events
+                    last, recorded = writer.tail(c, r)
+                    tails[r] = (last, recorded if last else None)
+                check_next(e, *tails[r])
+                if isinstance(e, Cancel):
+                    flush(r)
+                    found = c.execute(sql[r].read_event.replace("data", "id, action"), (e.target,))
+                    check_cancel(e, found.fetchone())
+                target = e.target if isinstance(e, Cancel) else None
+                rows = pending.setdefault(r, [])
+                rows.append((e.seq, e.id, e.action, e.toa, e.recorded_at, target,
+                             encode_event(e).decode()))  # fmt: skip
+                if len(rows) >= 5000:
+                    flush(r)
+                tails[r] = (e.seq, e.recorded_at)
+                counts[r] = counts.get(r, 0) + 1
+            for r in list(pending):
+                flush(r)
+            return counts
+
+        def after() -> None:
+            self._sql.update((r, _Sql(r)) for r in created)
+
+        try:
+            counts: dict[str, int] = await self._call(run, after, sync="FULL")
+        except asyncio.CancelledError:
+            stop.set()  # the writer rolls back at the next event
+            raise
+        return counts
 
     async def find_idempotent(
         self, resource: str, key: str, *, fingerprint: str | None = None
