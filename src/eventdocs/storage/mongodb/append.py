@@ -3,8 +3,8 @@
 1. *allocate*: a compare-and-set on the log's counter document takes ``n``
    seqs and ``recorded_at = max(now, last, floor)`` and registers the batch as
    *pending*;
-2. *write*: the idempotency keys (with their fingerprints), then the events,
-   in ordered inserts;
+2. *write*: the seqs of the idempotency keys claimed before allocating, then
+   the events, in one ordered insert;
 3. *commit*: a conditional ``$unset`` of the pending entry.
 
 Readers trust only seqs up to the high-water mark (:mod:`.hwm`), so a batch is
@@ -25,18 +25,25 @@ final event.) A guard's ``before`` is checked against the ``recorded_at`` the
 allocation's compare-and-set is about to write, so it is the one the events
 get. Void markers carry no ``prev``, so a voided event frees its place.
 
-**Idempotency keys** are unique documents written before the events, with the
-request's fingerprint: of two first uses racing in any processes one insert
-wins; the other call finds the key and replays it, or is refused with
-``KeyReused`` when the fingerprints differ.
+A guard the committed log already contradicts is refused before any seq is
+taken; only a race that read cannot see costs the loser's seqs (void).
+
+**Idempotency keys** are unique documents with the request's fingerprint,
+claimed before any seq is taken and given their seqs once allocated: of two
+first uses racing in any processes one insert wins; the other call waits for
+the key's seqs and replays, or is refused with ``KeyReused`` when the
+fingerprints differ. The claim of a writer that died before taking its seqs
+is dropped after ``stale_after``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 
+from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 
 from eventdocs.errors import (
@@ -230,11 +237,22 @@ class Appends(HighWater):
                 )
             return sum(len(c.drafts) for c in fresh if not c.late)
 
-        first, recorded, n = await self._allocate(r, admit=admit)
+        # Keys are claimed before any seq is taken: a key race costs no seqs.
+        token = uuid.uuid4().hex
+        await self._claim_keys(r, token, [c for c in fresh if c.key is not None and c not in moved])
+        try:
+            first, recorded, n = await self._allocate(r, admit=admit)
+        except BaseException:
+            with contextlib.suppress(PyMongoError):
+                await self._release_keys(r, token)
+            raise
         for call in calls:
             owner = call if call.replay_of is None else call.replay_of
             if owner.late:
                 call.fail(_stale(r, next(iter(owner.guards))))
+        late = [c.key for c in fresh if c.late and c.key is not None]
+        if late:
+            await self._release_keys(r, token, late)
         fresh = [c for c in fresh if not c.late]
         if not n:
             return
@@ -246,17 +264,47 @@ class Appends(HighWater):
             for event in call.events:
                 docs.append({**event_doc(event), "prev": prevs.get(event.id, 0)})
                 prevs[event.id] = event.seq
-        key_docs = [
-            {
-                "_id": {"r": r, "k": c.key},
-                "seqs": [e.seq for e in c.events],
-                "batch": first,
-                "fingerprint": c.fingerprint,
-            }
+        keyed = [
+            UpdateOne(
+                {"_id": {"r": r, "k": c.key}, "token": token},
+                {"$set": {"seqs": [e.seq for e in c.events], "batch": first}},
+            )
             for c in fresh
             if c.key is not None
         ]
-        await self._write_batch(r, first, n, docs, key_docs)
+        await self._write_batch(r, first, n, docs, keyed)
+
+    async def _claim_keys(self, r: str, token: str, calls: list[Call]) -> None:
+        """Insert the keys of ``calls``, not yet with their seqs; ``_Raced`` (and none
+        kept) when another call, of any process, holds one of them."""
+        if not calls:
+            return
+        claims = [
+            {
+                "_id": {"r": r, "k": c.key},
+                "seqs": None,
+                "batch": None,
+                "fingerprint": c.fingerprint,
+                "token": token,
+                "at": wall(),
+            }
+            for c in calls
+        ]
+        try:
+            await self._coll(_KEYS).insert_many(claims, ordered=False)
+        except PyMongoError as exc:
+            with contextlib.suppress(PyMongoError):
+                await self._release_keys(r, token)
+            if is_duplicate(exc):
+                raise _Raced from None
+            raise
+
+    async def _release_keys(self, r: str, token: str, keys: Sequence[str] | None = None) -> None:
+        """Drop this group's claims (all, or those of ``keys``) that got no seqs."""
+        query: Doc = {"_id.r": r, "token": token, "seqs": None}
+        if keys is not None:
+            query["_id"] = {"$in": [{"r": r, "k": k} for k in keys]}
+        await self._coll(_KEYS).delete_many(query)
 
     async def _heads(self, r: str, ids: Iterable[str]) -> dict[str, int]:
         """The latest final event of each of ``ids`` that has one: what an unguarded
@@ -273,18 +321,16 @@ class Appends(HighWater):
         return {d["_id"]: int(d["seq"]) async for d in cursor}
 
     async def _write_batch(
-        self, r: str, first: int, n: int, docs: list[Doc], key_docs: list[Doc]
+        self, r: str, first: int, n: int, docs: list[Doc], keyed: Sequence[UpdateOne] = ()
     ) -> None:
-        """Write an allocated batch and commit it; on any failure void it."""
+        """Write an allocated batch (and the seqs of its claimed keys), then commit it;
+        on any failure void it."""
         committed = False
         try:
-            if key_docs:
-                try:
-                    await self._coll(_KEYS).insert_many(key_docs)
-                except PyMongoError as exc:
-                    if is_duplicate(exc):
-                        raise _Raced from None
-                    raise
+            if keyed:
+                claimed = await self._coll(_KEYS).bulk_write(list(keyed))
+                if claimed.matched_count != len(keyed):  # a claim too old was dropped
+                    raise StoreUnavailable("mongodb: the append took too long and was abandoned")
             if docs:
                 try:
                     await self._coll(f"{r}_revisions").insert_many(docs)
@@ -354,25 +400,39 @@ class Appends(HighWater):
     async def _used_keys(
         self, r: str, keys: Iterable[str]
     ) -> dict[str, tuple[list[Event], str | None]]:
-        """The events and fingerprint of each of ``keys`` already used (dead keys of
-        void batches dropped)."""
+        """The events and fingerprint of each of ``keys`` already used.
+
+        A key claimed by an append still being written is waited for; the claim
+        of a writer that died before taking its seqs, or whose batch was voided,
+        is dropped (the key is unused)."""
         found: dict[str, tuple[list[Event], str | None]] = {}
         key_coll = self._coll(_KEYS)
-        ids = [{"r": r, "k": k} for k in keys]
-        async for doc in key_coll.find({"_id": {"$in": ids}}):
-            seqs = [int(s) for s in doc["seqs"]]
-            if seqs:
-                await self._wait_final(r, max(seqs))
-            events = [
-                event_of(d)
-                async for d in self._coll(f"{r}_revisions")
-                .find({"_id": {"$in": seqs}, "void": {"$exists": False}})
-                .sort("_id", 1)
-            ]
-            if len(events) == len(seqs):
-                found[doc["_id"]["k"]] = (events, doc.get("fingerprint"))
-            else:  # its batch was voided after the key was written
-                await key_coll.delete_one({"_id": doc["_id"], "batch": doc["batch"]})
+        for key in keys:
+            delay, stale = 0.002, int(self.stale_after * 1000)
+            while (doc := await key_coll.find_one({"_id": {"r": r, "k": key}})) is not None:
+                if doc.get("seqs") is None:
+                    if doc.get("at", 0) < wall() - stale:
+                        await key_coll.delete_one(
+                            {"_id": doc["_id"], "seqs": None, "at": doc.get("at")}
+                        )
+                    else:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 0.05)
+                    continue
+                seqs = [int(s) for s in doc["seqs"]]
+                if seqs:
+                    await self._wait_final(r, max(seqs))
+                events = [
+                    event_of(d)
+                    async for d in self._coll(f"{r}_revisions")
+                    .find({"_id": {"$in": seqs}, "void": {"$exists": False}})
+                    .sort("_id", 1)
+                ]
+                if len(events) == len(seqs):
+                    found[key] = (events, doc.get("fingerprint"))
+                else:  # its batch was voided after the key was written
+                    await key_coll.delete_one({"_id": doc["_id"], "batch": doc["batch"]})
+                break
         return found
 
     @boundary
@@ -391,7 +451,7 @@ class Appends(HighWater):
         for event in events:
             docs.append({**event_doc(event), "prev": prevs.get(event.id, 0)})
             prevs[event.id] = event.seq
-        await self._write_batch(r, start, n, docs, [])
+        await self._write_batch(r, start, n, docs)
 
     @boundary
     async def find_idempotent(
