@@ -43,12 +43,12 @@ from eventdocs.fold import (
     step,
 )
 from eventdocs.query import Query, matches, sort_documents
-from eventdocs.storage.contract import Appended, Document, Guard, Head
-from eventdocs.times import MAX_TIME
+from eventdocs.storage.contract import Appended, Document, EventStore, Guard, Head
+from eventdocs.times import MAX_TIME, Clock
 
 if TYPE_CHECKING:
+    from eventdocs.projections.projector import Projector
     from eventdocs.resources import ResourceSpec
-    from eventdocs.service import Service
 
 __all__ = ["BulkItem", "BulkTarget", "Documents", "Limits", "Page", "WriteResult"]
 
@@ -108,11 +108,24 @@ class BulkItem(msgspec.Struct, frozen=True):
 class Documents:
     """Create, read, change, revert and query the documents of one resource."""
 
-    def __init__(self, service: Service, spec: ResourceSpec) -> None:
-        self.service = service
+    def __init__(
+        self,
+        store: EventStore,
+        spec: ResourceSpec,
+        *,
+        clock: Clock,
+        limits: Limits,
+        projector: Projector,
+        scheduled: Callable[[], None],
+    ) -> None:
+        """``scheduled`` is called after an append that holds a write for later."""
+        self.store = store
         self.spec = spec
         self.name = spec.name
-        self.store = service.store
+        self.clock = clock
+        self.limits = limits
+        self.projector = projector
+        self._scheduled = scheduled
 
     # -- reads -----------------------------------------------------------------
 
@@ -123,7 +136,7 @@ class Documents:
         if known_at is not None:
             state = fold(
                 await self.store.read_document(self.name, doc_id),
-                as_of=self.service.clock.now() if as_of is None else as_of,
+                as_of=self.clock.now() if as_of is None else as_of,
                 known_at=known_at,
             ).state
             doc = (
@@ -146,7 +159,7 @@ class Documents:
         """Documents matching ``query`` now, at ``as_of``, or as known at ``known_at``."""
         if known_at is not None:
             total, items = await self._query_known(
-                query, self.service.clock.now() if as_of is None else as_of, known_at
+                query, self.clock.now() if as_of is None else as_of, known_at
             )
         elif as_of is not None:
             total, items = await self.store.query_history(self.name, query, toa=as_of)
@@ -185,7 +198,7 @@ class Documents:
         events = await self.store.read_document(self.name, doc_id)
         if not events:
             raise NotFound(f"{self.name} {doc_id!r} has no history")
-        return fold(events, as_of=self.service.clock.now()).results
+        return fold(events, as_of=self.clock.now()).results
 
     async def at_revision(self, doc_id: str, rev: int) -> Document:
         """The document as it was right after revision ``rev``."""
@@ -234,7 +247,7 @@ class Documents:
 
     async def _pending_window(self) -> dict[str, int]:
         return {
-            "after_toa": self.service.clock.now(),
+            "after_toa": self.clock.now(),
             "until_toa": MAX_TIME,
             "max_seq": await self.store.last_seq(self.name),
         }
@@ -361,9 +374,9 @@ class Documents:
             event = await self.store.read_event(self.name, seq)
             if event is None or isinstance(event, Cancel):
                 raise NotFound(f"{self.name} has no scheduled write {seq}")
-            now = self.service.clock.now()
+            now = self.clock.now()
             head = await self.store.read_head(self.name, event.id, after_toa=now)
-            await self.service.projector.sync(self.name, head.seq)
+            await self.projector.sync(self.name, head.seq)
             events = await self.store.read_document(self.name, event.id)
             outcome = {r.event.seq: r for r in fold(events, as_of=now).results}[seq]
             if outcome.outcome == "cancelled":
@@ -398,9 +411,9 @@ class Documents:
         nothing: the ids applied the first time get their first result, the
         others a ``Conflict``.
         """
-        if len(ids) > self.service.limits.bulk_ids:
+        if len(ids) > self.limits.bulk_ids:
             raise LimitExceeded(
-                f"at most {self.service.limits.bulk_ids} ids per bulk request",
+                f"at most {self.limits.bulk_ids} ids per bulk request",
                 "bulk_ids",
                 [ErrorDetail("/ids", "too many ids")],
             )
@@ -414,7 +427,7 @@ class Documents:
         first = await self._replayed(idempotency_key, fingerprint)
         done = {r.event.id: r for r in first}
         for _ in range(_ATTEMPTS):
-            now = self.service.clock.now()
+            now = self.clock.now()
             at = now if toa is None else toa
             decided: dict[str, tuple[Draft, DocState]] = {}
             errors: dict[str, EventdocsError] = {}
@@ -484,7 +497,7 @@ class Documents:
         head = await self.store.read_head(self.name, doc_id, after_toa=at)
         if head.seq == 0:
             return head, MISSING
-        await self.service.projector.sync(self.name, head.seq)
+        await self.projector.sync(self.name, head.seq)
         row = await self.store.history_at(self.name, doc_id, toa=at)
         state = MISSING if row is None else DocState(row.data, row.rev, row.updated, row.seq)
         return head, state
@@ -528,7 +541,7 @@ class Documents:
     ) -> WriteResult:
         """Decide the write ``make`` builds from the document's state, and append it."""
         for _ in range(_ATTEMPTS):
-            now = self.service.clock.now()
+            now = self.clock.now()
             at = now if toa is None else toa
             head, state = (Head(), MISSING) if fresh else await self._state(doc_id, at)
             draft = await make(state)
@@ -589,11 +602,11 @@ class Documents:
             self.name, drafts, idempotency_key=key, fingerprint=fingerprint, guards=guards
         )
         try:
-            await self.service.projector.sync(self.name, appended.events[-1].seq)
+            await self.projector.sync(self.name, appended.events[-1].seq)
         except Exception:  # the write is decided and durable: the scheduler projects it later
             log.exception("projection after an append failed; the scheduler retries it")
         if any(e.toa > e.recorded_at for e in appended.events):
-            self.service.scheduler.notify()
+            self._scheduled()
         return appended
 
     async def _replayed(self, key: str | None, fingerprint: str) -> list[WriteResult]:
@@ -604,10 +617,10 @@ class Documents:
         return await self._results(first, replayed=True) if first else []
 
     async def _check_pending(self, drafts: Sequence[Draft]) -> None:
-        now = self.service.clock.now()
+        now = self.clock.now()
         if not any(d.toa is not None and d.toa > now for d in drafts):
             return
-        limit = self.service.limits.pending_per_resource
+        limit = self.limits.pending_per_resource
         pending = await self.store.count_due(self.name, **await self._pending_window())
         if pending + len(drafts) > limit:
             raise LimitExceeded(
@@ -617,7 +630,7 @@ class Documents:
 
     async def _results(self, events: Sequence[Event], *, replayed: bool) -> list[WriteResult]:
         """Each event with the document right after it, read back (idempotent replays)."""
-        await self.service.projector.sync(self.name, max(e.seq for e in events))
+        await self.projector.sync(self.name, max(e.seq for e in events))
         return [await self._result(e, replayed=replayed) for e in events]
 
     async def _result(self, event: Event, *, replayed: bool = False) -> WriteResult:
