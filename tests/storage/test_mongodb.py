@@ -370,6 +370,24 @@ async def test_a_step_that_did_not_see_an_event_recorded_before_its_time_is_refu
     assert later.recorded_at >= event.recorded_at + 10
 
 
+@needs_standalone
+async def test_a_reader_opens_a_standalone_database_beside_its_owner() -> None:
+    url = fresh_url(STANDALONE_URL)
+    owner, reader = MongoStore(url), MongoStore(url, readonly=True)
+    await owner.open()
+    try:
+        await owner.ensure_resource("post")
+        (event,) = (await owner.append("post", [create("a")])).events
+        await reader.open()  # no ownership taken: the CLI's reads (export, verify, ...)
+        assert await reader.read_log("post") == [event]
+        with pytest.raises(StorageError, match="read-only"):
+            await reader.append("post", [create("b")])
+        assert await owner.read_log("post") == [event]
+    finally:
+        await reader.close()
+        await discard(owner)
+
+
 OWNER = textwrap.dedent(
     """
     import asyncio, sys

@@ -139,6 +139,7 @@ class Appends(HighWater):
         fingerprint: str | None = None,
         guards: Sequence[Guard] = (),
     ) -> Appended:
+        self._writable()
         r = await self._res(resource)
         if self._db is None:
             raise StorageError("the store is not open")
@@ -437,6 +438,7 @@ class Appends(HighWater):
 
     @boundary
     async def load(self, resource: str, events: Sequence[Event]) -> None:
+        self._writable()
         r = await self._res(resource)
         if not events:
             return

@@ -54,9 +54,12 @@ class Base:
         clock: Clock | None = None,
         transactions: bool | None = None,
         stale_after: float = 10.0,
+        readonly: bool = False,
         **client_options: Any,
     ) -> None:
         self.url = url
+        #: reads only, beside the process that serves the database (CLI reads)
+        self.readonly = readonly
         self.clock = clock or SystemClock()
         self.stale_after = stale_after
         self.transactions = transactions
@@ -76,6 +79,10 @@ class Base:
         if self._db is None:
             raise StorageError("the store is not open")
         return self._db
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise StorageError("mongodb: the store is open read-only")
 
     def _coll(self, name: str) -> AsyncCollection[Doc]:
         return self.db[name]

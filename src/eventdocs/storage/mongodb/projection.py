@@ -41,7 +41,8 @@ class Projections(HighWater):
     async def read_checkpoint(self, resource: str) -> Checkpoint:
         r = await self._res(resource)
         doc = await self._coll("eventdocs_checkpoints").find_one({"_id": r})
-        if doc is not None and "lock" in doc and await self._stale(r, doc["lock"]):
+        recover = doc is not None and "lock" in doc and not self.readonly
+        if recover and doc is not None and await self._stale(r, doc["lock"]):
             await self._recover(r, doc["lock"])
             doc = await self._coll("eventdocs_checkpoints").find_one({"_id": r})
         return Checkpoint() if doc is None else checkpoint_of(doc)
@@ -153,6 +154,7 @@ class Projections(HighWater):
 
     @boundary
     async def write_projection(self, resource: str, batch: ProjectionBatch) -> bool:
+        self._writable()
         r = await self._res(resource)
         for view in batch.views:
             valid_name(view, "view")
@@ -288,6 +290,7 @@ class Projections(HighWater):
 
     @boundary
     async def reset_projection(self, resource: str, *, base: Checkpoint | None = None) -> bool:
+        self._writable()
         r = await self._res(resource)
         token = uuid.uuid4().hex
         zero = Checkpoint()

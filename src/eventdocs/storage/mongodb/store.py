@@ -63,7 +63,7 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
                 self._known.add(doc["_id"])
             await self._coll("eventdocs_view_checkpoints").create_index("view")
             self.standalone = not clustered
-            if self.standalone:
+            if self.standalone and not self.readonly:
                 self._owner = Owner(self.db, self.stale_after)
                 await self._owner.claim()
         except BaseException:
@@ -85,6 +85,7 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
 
     @boundary
     async def ensure_resource(self, resource: str, indexes: Sequence[IndexSpec] = ()) -> None:
+        self._writable()
         r = valid_name(resource, "resource")
         if _RESERVED.search(r):
             raise DeclarationError(f"resource name {r!r} is reserved for the store's own use")
@@ -158,6 +159,7 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
 
     @boundary
     async def reset_view(self, view: str) -> None:
+        self._writable()
         await self._coll(f"view_{valid_name(view, 'view')}").delete_many({})
         await self._coll("eventdocs_view_checkpoints").delete_many({"view": view})
 
@@ -165,6 +167,7 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
 
     @boundary
     async def claim_lease(self, name: str, holder: str, ttl: float) -> bool:
+        self._writable()
         """Hold lease ``name`` for ``ttl`` seconds if it is free, expired or ours."""
         leases = self._coll("eventdocs_leases")
         now = wall()
