@@ -142,6 +142,8 @@ async def race_on_mongodb(setup: list[Any], batch: list[Any]) -> None:
         await service.start()
     try:
         await decide(services, setup, batch)
+        log = await services[0].store.read_log("note", limit=10_000)
+        assert [e.seq for e in log] == list(range(1, len(log) + 1)), "a race cost seqs"
     finally:
         await services[1].stop()
         await services[0].scheduler.stop()

@@ -305,6 +305,7 @@ async def test_a_guard_lets_one_of_two_racing_appends_through(
         assert (await other.read_head("post", "a", after_toa=0)).seq == seq
     log = await one.read_document("post", "a")
     assert len(log) == 11  # nothing of a refused append was written
+    assert await one.last_seq("post") == 11  # places are claimed first: no seq was lost
 
 
 async def test_a_guard_fails_on_an_event_of_the_same_group(store: MongoStore) -> None:

@@ -17,16 +17,17 @@ document that an earlier call of the group touches waits for the next group.
 **Guards.** Every event records ``prev``, the seq of its document's previous
 event (0 for the first), under a unique index on ``(id, prev)``: a document's
 events form one chain, and only one event can ever follow a given one. A
-guarded append sets ``prev`` to the guard's ``head``, so its insert fails, and
-the whole batch is voided, exactly when another event of the document came
-after ``head``, in this process or any other: the guard is checked by the
-insert itself. (An unguarded append, an import for one, follows the latest
-final event.) A guard's ``before`` is checked against the ``recorded_at`` the
-allocation's compare-and-set is about to write, so it is the one the events
-get. Void markers carry no ``prev``, so a voided event frees its place.
-
-A guard the committed log already contradicts is refused before any seq is
-taken; only a race that read cannot see costs the loser's seqs (void).
+guarded append first claims the place after the guard's ``head`` (a unique
+document in ``eventdocs_claims``) and checks that no event took it, before it
+takes any seq: of two appends decided on one head, in any processes, one gets
+``Stale`` and nothing of it is written, no seq either. The claim is given its
+batch when seqs are allocated and dropped after the commit, when the event's
+own ``prev`` holds the place; the index stays the last word (an insert it
+refuses voids its batch). An unguarded append (an import, a test) follows the
+latest final event. A guard's ``before`` is checked against the
+``recorded_at`` the allocation's compare-and-set is about to write, so it is
+the one the events get. Void markers carry no ``prev``, and a voided batch's
+claims go with it, so a voided event frees its place.
 
 **Idempotency keys** are unique documents with the request's fingerprint,
 claimed before any seq is taken and given their seqs once allocated: of two
@@ -64,6 +65,7 @@ from eventdocs.storage.mongodb.hwm import HighWater
 __all__ = ["Appends", "Call"]
 
 _KEYS = "eventdocs_keys"
+_CLAIMS = "eventdocs_claims"
 
 
 class Call:
@@ -238,14 +240,17 @@ class Appends(HighWater):
                 )
             return sum(len(c.drafts) for c in fresh if not c.late)
 
-        # Keys are claimed before any seq is taken: a key race costs no seqs.
+        # Keys and guarded places are claimed before any seq is taken: a race
+        # between processes costs no seqs.
         token = uuid.uuid4().hex
         await self._claim_keys(r, token, [c for c in fresh if c.key is not None and c not in moved])
         try:
+            await self._claim_places(r, token, [c for c in fresh if c not in moved])
             first, recorded, n = await self._allocate(r, admit=admit)
         except BaseException:
             with contextlib.suppress(PyMongoError):
                 await self._release_keys(r, token)
+                await self._release_places(r, token)
             raise
         for call in calls:
             owner = call if call.replay_of is None else call.replay_of
@@ -254,6 +259,9 @@ class Appends(HighWater):
         late = [c.key for c in fresh if c.late and c.key is not None]
         if late:
             await self._release_keys(r, token, late)
+        late_places = [(i, g.head) for c in fresh if c.late for i, g in c.guards.items()]
+        if late_places:
+            await self._release_places(r, token, late_places)
         fresh = [c for c in fresh if not c.late]
         if not n:
             return
@@ -273,7 +281,51 @@ class Appends(HighWater):
             for c in fresh
             if c.key is not None
         ]
-        await self._write_batch(r, first, n, docs, keyed)
+        places = sum(len(c.guards) for c in fresh)
+        await self._write_batch(r, first, n, docs, keyed, (token, places))
+
+    async def _claim_places(self, r: str, token: str, calls: list[Call]) -> None:
+        """Claim, for each guard of ``calls``, the place after its head in its document's
+        chain; ``_Moved`` (and none kept) when another append of any process holds
+        it, or when an event already follows the head."""
+        wanted = [(i, g.head) for c in calls for i, g in c.guards.items()]
+        if not wanted:
+            return
+        claims = self._coll(_CLAIMS)
+        now = wall()
+        docs = [
+            {"_id": {"r": r, "id": i, "prev": h}, "token": token, "at": now, "batch": None}
+            for i, h in wanted
+        ]
+        try:
+            await claims.insert_many(docs, ordered=False)
+        except PyMongoError as exc:
+            await self._release_places(r, token)
+            taken = duplicate_of(exc)
+            if taken is None:
+                raise
+            holder = await claims.find_one({"_id": taken.get("_id")}) if taken.get("_id") else None
+            stale = now - int(self.stale_after * 1000)
+            if holder is not None and holder["batch"] is None and holder["at"] < stale:
+                # its writer died before taking seqs: the place is free again
+                await claims.delete_one({"_id": holder["_id"], "token": holder["token"]})
+            raise _Moved((taken.get("_id") or {}).get("id")) from None
+        # A place whose event is written already (its claim is dropped after commit).
+        followed = await self._coll(f"{r}_revisions").find_one(
+            {"$or": [{"id": i, "prev": h} for i, h in wanted]}, {"id": 1}
+        )
+        if followed is not None:
+            await self._release_places(r, token)
+            raise _Moved(followed["id"])
+
+    async def _release_places(
+        self, r: str, token: str, places: Sequence[tuple[str, int]] | None = None
+    ) -> None:
+        """Drop this group's claimed places (all, or ``places``) that got no batch."""
+        query: Doc = {"_id.r": r, "token": token, "batch": None}
+        if places is not None:
+            query["_id"] = {"$in": [{"r": r, "id": i, "prev": h} for i, h in places]}
+        await self._coll(_CLAIMS).delete_many(query)
 
     async def _claim_keys(self, r: str, token: str, calls: list[Call]) -> None:
         """Insert the keys of ``calls``, not yet with their seqs; ``_Raced`` (and none
@@ -322,15 +374,28 @@ class Appends(HighWater):
         return {d["_id"]: int(d["seq"]) async for d in cursor}
 
     async def _write_batch(
-        self, r: str, first: int, n: int, docs: list[Doc], keyed: Sequence[UpdateOne] = ()
+        self,
+        r: str,
+        first: int,
+        n: int,
+        docs: list[Doc],
+        keyed: Sequence[UpdateOne] = (),
+        placed: tuple[str, int] = ("", 0),
     ) -> None:
-        """Write an allocated batch (and the seqs of its claimed keys), then commit it;
-        on any failure void it."""
+        """Write an allocated batch (the seqs of its claimed keys, the batch of its
+        claimed places), then commit it; on any failure void it."""
         committed = False
+        token, places = placed
         try:
             if keyed:
                 claimed = await self._coll(_KEYS).bulk_write(list(keyed))
                 if claimed.matched_count != len(keyed):  # a claim too old was dropped
+                    raise StoreUnavailable("mongodb: the append took too long and was abandoned")
+            if places:
+                held = await self._coll(_CLAIMS).update_many(
+                    {"_id.r": r, "token": token, "batch": None}, {"$set": {"batch": first}}
+                )
+                if held.matched_count != places:
                     raise StoreUnavailable("mongodb: the append took too long and was abandoned")
             if docs:
                 try:
@@ -356,6 +421,9 @@ class Appends(HighWater):
             if not committed:
                 with contextlib.suppress(PyMongoError):
                     await self._void(r, first, n)
+        if places:  # the events' (id, prev) index holds the places from now on
+            with contextlib.suppress(PyMongoError):
+                await self._coll(_CLAIMS).delete_many({"_id.r": r, "batch": first})
         await self._wait_final(r, first + n - 1)
 
     async def _allocate(

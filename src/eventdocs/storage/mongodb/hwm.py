@@ -56,6 +56,7 @@ class HighWater(Base):
             [ReplaceOne({"_id": s}, {"void": True}, upsert=True) for s in range(first, first + n)]
         )
         await self._coll("eventdocs_keys").delete_many({"_id.r": r, "batch": first})
+        await self._coll("eventdocs_claims").delete_many({"_id.r": r, "batch": first})
         await counters.update_one({"_id": r}, {"$unset": {f"voiding.{first}": ""}})
 
     async def _wait_final(self, r: str, last: int) -> None:
