@@ -554,6 +554,11 @@ class Documents:
                 results = await self._apply([(draft, state)], key, fingerprint, guards)
             except Stale:
                 continue
+            if doc_id not in results:
+                # A replay: a concurrent request with the key decided first, and a
+                # create's generated id was its own.
+                (first,) = results.values()
+                return first
             return results[doc_id]
         raise Stale(f"{self.name} {doc_id!r} kept changing; nothing was appended")
 
