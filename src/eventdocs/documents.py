@@ -42,7 +42,7 @@ from eventdocs.fold import (
     fold,
     step,
 )
-from eventdocs.query import Query, matches, sort_documents
+from eventdocs.query import Query, answer_too_large, matches, sort_documents
 from eventdocs.storage.contract import Appended, Document, Guard, Head
 from eventdocs.times import MAX_TIME
 
@@ -64,12 +64,21 @@ class Limits(msgspec.Struct, frozen=True):
     """Configurable limits; each answers :class:`LimitExceeded` when passed.
 
     ``query_limit`` is the largest page a query or listing may ask for
-    (``?limit=``); the HTTP layer answers 400 above it.
+    (``?limit=``); the HTTP layer answers 400 above it, and above
+    ``query_filters`` filters, ``query_sort_keys`` sort keys, ``query_fields``
+    fields or ``query_in_values`` values of one ``in``/``notin``.
+    ``answer_bytes`` caps the stored JSON of the documents one page may hold
+    (413 above), so one request's memory stays bounded.
     """
 
     bulk_ids: int = 1000
     pending_per_resource: int = 100_000
     query_limit: int = 1000
+    query_filters: int = 32
+    query_sort_keys: int = 8
+    query_fields: int = 100
+    query_in_values: int = 1000
+    answer_bytes: int = 32 << 20
 
 
 class WriteResult(msgspec.Struct, frozen=True):
@@ -177,8 +186,12 @@ class Documents:
                     doc_id, state.data, state.rev, state.updated or 0, state.seq
                 )
         ordered = sort_documents([(k, d.data or {}) for k, d in docs.items()], query.sort)
-        page = ordered[query.offset : query.offset + query.limit]
-        return len(ordered), [docs[k] for k, _ in page]
+        page = [docs[k] for k, _ in ordered[query.offset : query.offset + query.limit]]
+        if query.max_bytes is not None:
+            size = sum(len(msgspec.json.encode(d.data)) for d in page)
+            if size > query.max_bytes:
+                raise answer_too_large(query.max_bytes)
+        return len(ordered), page
 
     async def revisions(self, doc_id: str) -> list[Result]:
         """Every event of the document with its outcome, in valid-time order."""

@@ -176,3 +176,17 @@ async def test_acknowledged_appends_survive_kill_9(tmp_path: Path) -> None:
     for line in acked[1:]:
         first, second, doc = line.split()
         assert by_seq[int(first)].id == doc and by_seq[int(second)].id == doc
+
+
+async def test_reads_that_grow_with_the_data_run_off_the_loop(store: SQLiteStore) -> None:
+    """A query, a document's log or a scan runs on a reader thread, never the loop's."""
+    import threading
+
+    await store.append("post", [create(f"d{i}", title=f"t{i}") for i in range(50)])
+    await store.write_projection("post", ProjectionBatch(Checkpoint(50, 0)))
+    assert store.reader_threads == set()
+    await store.query("post", Query(filters=(Filter("title", "prefix", "t1", "text"),)))
+    await store.read_document("post", "d1")
+    await store.read_log("post")
+    threads = store.reader_threads
+    assert threads and threading.get_ident() not in threads

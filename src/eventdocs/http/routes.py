@@ -203,6 +203,7 @@ class CollectionResource(_Resource):
             pairs(req.query_string),
             self.extra_fields["query"],
             max_limit=self.max_limit,
+            limits=self.documents.service.limits,
         )
         page = await self.documents.query(query, as_of=times.as_of, known_at=times.known_at)
         items = [await self._render(doc, "query", query.fields) for doc in page.items]

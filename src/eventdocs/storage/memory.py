@@ -15,7 +15,7 @@ import msgspec
 
 from eventdocs.errors import InvalidRequest, KeyReused, NotFound, Stale
 from eventdocs.events import Cancel, Draft, Event
-from eventdocs.query import Query, matches, sort_documents
+from eventdocs.query import Query, answer_too_large, matches, sort_documents
 from eventdocs.storage.contract import (
     Appended,
     Checkpoint,
@@ -62,8 +62,12 @@ def _page(docs: list[Document], query: Query) -> tuple[int, list[Document]]:
     by_id = {d.id: d for d in docs}
     hits = [(d.id, d.data or {}) for d in docs if matches(d.id, d.data or {}, query.filters)]
     ordered = sort_documents(hits, query.sort)
-    page = ordered[query.offset : query.offset + query.limit]
-    return len(hits), [by_id[doc_id] for doc_id, _ in page]
+    page = [by_id[doc_id] for doc_id, _ in ordered[query.offset : query.offset + query.limit]]
+    if query.max_bytes is not None:
+        size = sum(len(msgspec.json.encode(d.data)) for d in page if d.data is not None)
+        if size > query.max_bytes:
+            raise answer_too_large(query.max_bytes)
+    return len(hits), page
 
 
 class MemoryStore:

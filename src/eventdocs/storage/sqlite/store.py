@@ -1,9 +1,11 @@
 """The SQLite store: the contract over one database file in WAL mode.
 
-Writes go through the writer thread (:mod:`.writer`). Reads use a second
-connection directly on the event loop thread: they are short index lookups,
-and a hop to a thread would cost more than they take. WAL lets them run while
-the writer commits; each read sees the last commit.
+Writes go through the writer thread (:mod:`.writer`). Point reads (one index
+seek: ``get``, ``history_at``, ``read_head``...) use a connection directly on
+the event loop thread, where a hop to a thread would cost more than they
+take; reads whose cost grows with the data (queries, a document's log, scans)
+run on reader threads (:mod:`.readers`) so they never stall the loop. WAL
+lets all of them run while the writer commits; each read sees the last commit.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from eventdocs.errors import (
     StorageError,
 )
 from eventdocs.events import Cancel, Draft, Event, decode_event, encode_event
-from eventdocs.query import Query
+from eventdocs.query import Query, answer_too_large
 from eventdocs.storage.contract import (
     Appended,
     Checkpoint,
@@ -38,6 +40,7 @@ from eventdocs.storage.contract import (
 from eventdocs.storage.loading import check_cancel, check_next
 from eventdocs.storage.sqlite.compile import _compile, _operand, _sql_decimal, _sql_lower
 from eventdocs.storage.sqlite.owner import Ownership, claim
+from eventdocs.storage.sqlite.readers import Readers
 from eventdocs.storage.sqlite.schema import (
     _CHECKPOINT,
     _RESERVED,
@@ -55,6 +58,19 @@ from eventdocs.storage.sqlite.schema import (
 )
 from eventdocs.storage.sqlite.writer import _Append, _Call, _Writer
 from eventdocs.times import Clock, SystemClock
+
+
+def _capped(rows: Iterable[Any], max_bytes: int | None) -> list[Any]:
+    """The rows of a page, refused as soon as their documents pass ``max_bytes``."""
+    if max_bytes is None:
+        return list(rows)
+    out, size = [], 0
+    for row in rows:
+        size += len(row[1] or "")
+        if size > max_bytes:
+            raise answer_too_large(max_bytes)
+        out.append(row)
+    return out
 
 
 def _open_error(path: str, exc: sqlite3.Error) -> StorageError:
@@ -75,6 +91,7 @@ class SQLiteStore:
         self._owner: Ownership | None = None
         self._writer: _Writer | None = None
         self._reader: sqlite3.Connection | None = None
+        self._readers: Readers | None = None
         self._sql: dict[str, _Sql] = {}
         self._views: set[str] = set()
 
@@ -104,6 +121,36 @@ class SQLiteStore:
             return self._reader.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise _storage_error(exc) from exc
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a read whose cost grows with the data, from a reader thread."""
+        if self._readers is None:
+            raise StorageError("the store is not open")
+
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _storage_error(exc) from exc
+
+        return await self._readers.run(read)
+
+    async def _read_events(self, sql: str, params: Sequence[Any]) -> list[Event]:
+        if self._readers is None:
+            raise StorageError("the store is not open")
+
+        def read(conn: sqlite3.Connection) -> list[Event]:
+            try:
+                return [decode_event(d) for (d,) in conn.execute(sql, params)]
+            except sqlite3.Error as exc:
+                raise _storage_error(exc) from exc
+
+        return await self._readers.run(read)
+
+    @property
+    def reader_threads(self) -> set[int]:
+        """The threads that ran reads off the loop so far (for tests)."""
+        return set(self._readers.threads) if self._readers else set()
 
     def _res(self, resource: str) -> _Sql:
         try:
@@ -139,9 +186,8 @@ class SQLiteStore:
             await self.close()
             raise
 
-    def _open_reader(self, *, read_only: bool) -> None:
-        if read_only and not os.path.exists(self.path):
-            raise NotFound(f"no store at {self.path}")
+    def _connect(self, *, read_only: bool) -> sqlite3.Connection:
+        """A reader connection: query-only, with the functions queries call."""
         # mode=ro: never a write to the file, whoever else has it open.
         target = f"file:{quote(os.path.abspath(self.path))}?mode=ro" if read_only else self.path
         try:
@@ -158,6 +204,16 @@ class SQLiteStore:
             conn.executescript("PRAGMA query_only=1; PRAGMA cache_size=-32768;")
             conn.create_function("eventdocs_lower", 1, _sql_lower, deterministic=True)
             conn.create_function("eventdocs_decimal", 2, _sql_decimal, deterministic=True)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _open_error(self.path, exc) from exc
+        return conn
+
+    def _open_reader(self, *, read_only: bool) -> None:
+        if read_only and not os.path.exists(self.path):
+            raise NotFound(f"no store at {self.path}")
+        conn = self._connect(read_only=read_only)
+        try:
             known = "SELECT 1 FROM sqlite_master WHERE name = 'eventdocs_resources'"
             if not conn.execute(known).fetchone():
                 raise StorageError(f"{self.path} is not an eventdocs store")
@@ -167,6 +223,7 @@ class SQLiteStore:
                 raise
             raise _open_error(self.path, exc) from exc
         self._reader = conn
+        self._readers = Readers(partial(self._connect, read_only=read_only))
         for (name,) in self._rows("SELECT name FROM eventdocs_resources"):
             self._sql[name] = _Sql(name)
         tables = self._rows("SELECT name FROM sqlite_master WHERE name GLOB 'view_*'")
@@ -177,6 +234,9 @@ class SQLiteStore:
         if writer is not None:
             writer.queue.put(None)
             await asyncio.to_thread(writer.thread.join)
+        readers, self._readers = self._readers, None
+        if readers is not None:
+            await asyncio.to_thread(readers.close)
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -327,19 +387,19 @@ class SQLiteStore:
         return Head(head[0][0], self._rows(sql.next_write, (id, after_toa))[0][0])
 
     async def read_log(self, resource: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
-        return self._events(self._res(resource).read_log, (after, limit))
+        return await self._read_events(self._res(resource).read_log, (after, limit))
 
     async def read_log_by_document(
         self, resource: str, *, after: str = "", limit: int = 1000
     ) -> list[Event]:
-        return self._events(self._res(resource).by_document, (after, limit))
+        return await self._read_events(self._res(resource).by_document, (after, limit))
 
     async def read_event(self, resource: str, seq: int) -> Event | None:
         events = self._events(self._res(resource).read_event, (seq,))
         return events[0] if events else None
 
     async def read_document(self, resource: str, id: str) -> list[Event]:
-        return self._events(self._res(resource).read_document, (id,))
+        return await self._read_events(self._res(resource).read_document, (id,))
 
     async def read_due(
         self,
@@ -351,20 +411,19 @@ class SQLiteStore:
         limit: int | None = None,
     ) -> list[Event]:
         params = (after_toa, until_toa, max_seq, -1 if limit is None else limit)
-        return self._events(self._res(resource).read_due, params)
+        return await self._read_events(self._res(resource).read_due, params)
 
     async def count_due(
         self, resource: str, *, after_toa: int, until_toa: int, max_seq: int
     ) -> int:
-        count: int = self._rows(self._res(resource).count_due, (after_toa, until_toa, max_seq))[0][
-            0
-        ]
+        sql = self._res(resource).count_due
+        count: int = (await self._read(sql, (after_toa, until_toa, max_seq)))[0][0]
         return count
 
     async def read_heads(
         self, resource: str, ids: Sequence[str], *, max_seq: int
     ) -> dict[str, tuple[int, int]]:
-        rows = self._rows(self._res(resource).heads, (_json(list(ids)), max_seq))
+        rows = await self._read(self._res(resource).heads, (_json(list(ids)), max_seq))
         return {id: (toa, seq) for id, toa, seq in rows}  # in (toa, seq) order: the last wins
 
     async def next_toa(self, resource: str, *, after_toa: int, max_seq: int) -> int | None:
@@ -463,32 +522,40 @@ class SQLiteStore:
         rows = self._rows(self._res(resource).get, (id,))
         return _document(rows[0]) if rows else None
 
-    def _query(self, source: str, query: Query, params: list[Any]) -> tuple[int, list[Document]]:
+    async def _query(
+        self, source: str, query: Query, params: list[Any]
+    ) -> tuple[int, list[Document]]:
         count, page = _compile(source, query, params)
-        if self._reader is None:
+        if self._readers is None:
             raise StorageError("the store is not open")
-        try:
-            self._reader.execute("BEGIN")  # one snapshot for the total and the page
+
+        def read(conn: sqlite3.Connection) -> tuple[int, list[Any]]:
             try:
-                total = self._reader.execute(count, params).fetchone()[0]
-                rows = self._reader.execute(page, [*params, query.limit, query.offset]).fetchall()
-            finally:
-                self._reader.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise _storage_error(exc) from exc
+                conn.execute("BEGIN")  # one snapshot for the total and the page
+                try:
+                    total = conn.execute(count, params).fetchone()[0]
+                    rows = conn.execute(page, [*params, query.limit, query.offset])
+                    return total, _capped(rows, query.max_bytes)
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise _storage_error(exc) from exc
+
+        total, rows = await self._readers.run(read)
         return total, [_document(row) for row in rows]
 
     async def query(self, resource: str, query: Query) -> tuple[int, list[Document]]:
-        return self._query(self._res(resource).master_from, query, [])
+        return await self._query(self._res(resource).master_from, query, [])
 
     async def scan(self, resource: str, *, after: str = "", limit: int = 1000) -> list[Document]:
-        return [_document(row) for row in self._rows(self._res(resource).scan, (after, limit))]
+        rows = await self._read(self._res(resource).scan, (after, limit))
+        return [_document(row) for row in rows]
 
     async def read_history(self, resource: str, id: str) -> list[Document]:
-        return [_document(row) for row in self._rows(self._res(resource).history, (id,))]
+        return [_document(row) for row in await self._read(self._res(resource).history, (id,))]
 
     async def history_tails(self, resource: str, ids: Sequence[str]) -> dict[str, Document]:
-        rows = self._rows(self._res(resource).tails, (_json(list(ids)),))
+        rows = await self._read(self._res(resource).tails, (_json(list(ids)),))
         return {row[0]: _document(row) for row in rows}
 
     async def history_at(self, resource: str, id: str, *, toa: int) -> Document | None:
@@ -498,16 +565,16 @@ class SQLiteStore:
     async def query_history(
         self, resource: str, query: Query, *, toa: int
     ) -> tuple[int, list[Document]]:
-        return self._query(self._res(resource).alive_from, query, [toa])
+        return await self._query(self._res(resource).alive_from, query, [toa])
 
     async def scan_history(
         self, resource: str, *, after: str = "", limit: int = 1000
     ) -> list[Document]:
         sql = self._res(resource)
-        rows = self._rows(sql.scan_history, (after, limit + 1))
+        rows = await self._read(sql.scan_history, (after, limit + 1))
         if len(rows) > limit:  # drop the document the limit cut, or read all of the first
             cut = rows[-1][0]
-            rows = [row for row in rows if row[0] != cut] or self._rows(sql.history, (cut,))
+            rows = [row for row in rows if row[0] != cut] or await self._read(sql.history, (cut,))
         return [_document(row) for row in rows]
 
     # -- views --------------------------------------------------------------------
@@ -527,9 +594,9 @@ class SQLiteStore:
         if _name(view, "view") not in self._views:
             return {}
         if keys is None:
-            rows = self._rows(f'SELECT key, obj FROM "view_{view}"')
+            rows = await self._read(f'SELECT key, obj FROM "view_{view}"')
         else:
-            rows = self._rows(
+            rows = await self._read(
                 f'SELECT key, obj FROM "view_{view}" WHERE key IN (SELECT value FROM json_each(?))',
                 (_json(list(keys)),),
             )
