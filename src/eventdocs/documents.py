@@ -38,13 +38,14 @@ from eventdocs.fold import (
     MISSING,
     PRECONDITION,
     DocState,
+    Outcome,
     Result,
+    cancelled_targets,
     fold,
     step,
 )
 from eventdocs.query import Query, answer_too_large, matches, sort_documents
 from eventdocs.storage.contract import Appended, Document, Guard, Head
-from eventdocs.times import MAX_TIME
 
 if TYPE_CHECKING:
     from eventdocs.resources import ResourceSpec
@@ -193,21 +194,75 @@ class Documents:
                 raise answer_too_large(query.max_bytes)
         return len(ordered), page
 
-    async def revisions(self, doc_id: str) -> list[Result]:
-        """Every event of the document with its outcome, in valid-time order."""
-        events = await self.store.read_document(self.name, doc_id)
-        if not events:
+    async def revisions(
+        self, doc_id: str, *, limit: int | None = None, offset: int = 0
+    ) -> tuple[int, list[Result]]:
+        """How many events the document has, and a page of them with their
+        outcomes, in valid-time order: what the fold says of each, computed
+        from the page alone (see :meth:`_outcomes`)."""
+        now = self.service.clock.now()
+        head = await self.store.read_head(self.name, doc_id, after_toa=now)
+        if head.seq == 0:
             raise NotFound(f"{self.name} {doc_id!r} has no history")
-        return fold(events, as_of=self.service.clock.now()).results
+        total, events = await self.store.read_revisions(
+            self.name, doc_id, limit=2**62 if limit is None else limit, offset=offset
+        )
+        if events:
+            await self.service.projector.sync(self.name, max(e.seq for e in events))
+        return total, await self._outcomes(doc_id, events, now)
+
+    async def _outcomes(self, doc_id: str, events: list[Event], now: int) -> list[Result]:
+        """The fold's result of each of ``events`` (consecutive in valid-time order).
+
+        The history holds the fold's applied events, so an event is applied
+        exactly when a history row has its seq; the state before a failed one
+        is the last row before it, whose ``step`` gives the failure's reason.
+        Cancels need only the cancels of the page's writes and the targets of
+        its cancels. The cost is the page's, not the document's.
+        """
+        if not events:
+            return []
+        pool = {e.seq: e for e in events}
+        for e in events:
+            if isinstance(e, Cancel) and e.target not in pool:
+                target = await self.store.read_event(self.name, e.target)
+                if target is not None:
+                    pool[target.seq] = target
+        writes = [seq for seq, e in pool.items() if not isinstance(e, Cancel)]
+        pool.update((c.seq, c) for c in await self.store.read_cancels(self.name, writes))
+        cancelled, failed_cancels = cancelled_targets(e for e in pool.values() if e.id == doc_id)
+        first, last = events[0], events[-1]
+        before = await self.store.history_before(self.name, doc_id, toa=first.toa, seq=first.seq)
+        span = await self.store.history_span(self.name, doc_id, start=first.toa, end=last.toa)
+        applied = {row.seq: row for row in span}
+        state = MISSING if before is None else DocState(before.data, before.rev, before.updated)
+        results = []
+        for event in events:
+            if event.toa > now:
+                outcome: Outcome = "cancelled" if event.seq in cancelled else "pending"
+                results.append(Result(event, outcome))
+            elif event.seq in cancelled:
+                results.append(
+                    Result(event, "cancelled", f"cancelled by event {cancelled[event.seq]}")
+                )
+            elif isinstance(event, Cancel):
+                why = failed_cancels.get(event.seq)
+                results.append(Result(event, "failed" if why else "applied", why))
+            elif (row := applied.get(event.seq)) is not None:
+                state = DocState(row.data, row.rev, row.updated, row.seq)
+                results.append(Result(event, "applied", None, row.rev, row.data))
+            else:
+                results.append(Result(event, "failed", step(state, event)[1]))
+        return results
 
     async def at_revision(self, doc_id: str, rev: int) -> Document:
         """The document as it was right after revision ``rev``."""
-        for row in await self.store.read_history(self.name, doc_id):
-            if row.rev == rev:
-                if row.data is None:
-                    raise NotFound(f"{self.name} {doc_id!r} was deleted at revision {rev}")
-                return row
-        raise NotFound(f"{self.name} {doc_id!r} has no revision {rev}")
+        row = await self.store.history_rev(self.name, doc_id, rev)
+        if row is None:
+            raise NotFound(f"{self.name} {doc_id!r} has no revision {rev}")
+        if row.data is None:
+            raise NotFound(f"{self.name} {doc_id!r} was deleted at revision {rev}")
+        return row
 
     async def diff(
         self,
@@ -225,8 +280,7 @@ class Documents:
         sides = []
         for rev, toa in ((from_rev, from_time), (to_rev, to_time)):
             if rev is not None:
-                history = await self.store.read_history(self.name, doc_id)
-                row = next((r for r in history if r.rev == rev), None)
+                row = await self.store.history_rev(self.name, doc_id, rev)
                 if row is None:
                     raise NotFound(f"{self.name} {doc_id!r} has no revision {rev}")
             elif toa is not None:
@@ -234,23 +288,17 @@ class Documents:
             else:
                 row = await self.store.get(self.name, doc_id)
             sides.append(row.data if row is not None and row.data is not None else {})
-        if not await self.store.read_document(self.name, doc_id):
+        if (await self.store.read_head(self.name, doc_id, after_toa=0)).seq == 0:
             raise NotFound(f"{self.name} {doc_id!r} has no history")
         patch: list[dict[str, Any]] = jsonpatch.make_patch(sides[0], sides[1]).patch
         return patch
 
     async def scheduled(self, *, limit: int = 50, offset: int = 0) -> tuple[int, list[Event]]:
         """Writes recorded but not yet in effect, in the order they will apply."""
-        window = await self._pending_window()
-        pending = await self.store.read_due(self.name, **window, limit=offset + limit)
-        return await self.store.count_due(self.name, **window), pending[offset:]
-
-    async def _pending_window(self) -> dict[str, int]:
-        return {
-            "after_toa": self.service.clock.now(),
-            "until_toa": MAX_TIME,
-            "max_seq": await self.store.last_seq(self.name),
-        }
+        now = self.service.clock.now()
+        total = await self.store.count_pending(self.name, now=now)
+        page = await self.store.read_pending(self.name, now=now, limit=limit, offset=offset)
+        return total, page
 
     # -- writes ----------------------------------------------------------------
     #
@@ -347,13 +395,15 @@ class Documents:
 
         async def make(state: DocState) -> Draft:
             if to_revision is not None:
-                history = await self.store.read_history(self.name, doc_id)
-                if not history:
-                    raise NotFound(f"{self.name} {doc_id!r} does not exist")
-                rows = [r for r in history if r.rev == to_revision]
-                if not rows:
+                row = await self.store.history_rev(self.name, doc_id, to_revision)
+                if row is None:
+                    if (
+                        state.rev == 0
+                        and await self.store.history_rev(self.name, doc_id, 1) is None
+                    ):
+                        raise NotFound(f"{self.name} {doc_id!r} does not exist")
                     raise NotFound(f"{self.name} {doc_id!r} has no revision {to_revision}")
-                body = rows[0].data
+                body = row.data
             else:
                 assert as_of is not None
                 row = await self.store.history_at(self.name, doc_id, toa=as_of)
@@ -377,9 +427,9 @@ class Documents:
             now = self.service.clock.now()
             head = await self.store.read_head(self.name, event.id, after_toa=now)
             await self.service.projector.sync(self.name, head.seq)
-            events = await self.store.read_document(self.name, event.id)
-            outcome = {r.event.seq: r for r in fold(events, as_of=now).results}[seq]
-            if outcome.outcome == "cancelled":
+            # Cancelled when a cancel of its document recorded before its TOA targets it.
+            cancels = await self.store.read_cancels(self.name, [seq])
+            if any(c.id == event.id and c.toa < event.toa for c in cancels):
                 raise Conflict(f"event {seq} is already cancelled")
             if event.toa <= now:
                 raise Conflict(f"event {seq} is already in effect: revert instead")
@@ -615,9 +665,10 @@ class Documents:
         now = self.service.clock.now()
         if not any(d.toa is not None and d.toa > now for d in drafts):
             return
+        # A quick refusal; the store checks the limit again, exactly, in the append's
+        # transaction (set_pending_limit), so concurrent writes never overshoot it.
         limit = self.service.limits.pending_per_resource
-        pending = await self.store.count_due(self.name, **await self._pending_window())
-        if pending + len(drafts) > limit:
+        if await self.store.count_pending(self.name, now=now) + len(drafts) > limit:
             raise LimitExceeded(
                 f"{self.name} already has {limit} scheduled writes pending",
                 "pending_per_resource",
@@ -632,7 +683,9 @@ class Documents:
         """The event with the document right after it (as the first response had it)."""
         row = await self.store.history_at(self.name, event.id, toa=event.toa)
         if row is not None and row.seq != event.seq:  # another write at the same TOA
-            rows = await self.store.read_history(self.name, event.id)
+            rows = await self.store.history_span(
+                self.name, event.id, start=event.toa, end=event.toa
+            )
             row = next((r for r in rows if r.seq == event.seq), None)
         doc = row if row is not None and row.seq == event.seq and row.data is not None else None
         return WriteResult(event, doc, event.toa > event.recorded_at, replayed)

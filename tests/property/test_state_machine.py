@@ -212,6 +212,22 @@ class EquivalenceMachine(RuleBasedStateMachine):
                 continue
             assert (got.data, got.rev) == (state.data, state.rev)
 
+    @rule(doc=IDS, limit=st.integers(1, 4), offset=st.integers(0, 6))
+    def revisions_page(self, doc: str, limit: int, offset: int) -> None:
+        # A page of /revisions, computed from the page alone, equals the fold's list cut.
+        for service in self.services:
+            log = self.run(service.store.read_document("note", doc))
+            try:
+                total, page = self.run(
+                    service.documents("note").revisions(doc, limit=limit, offset=offset)
+                )
+            except NotFound:
+                assert log == []
+                continue
+            results = fold(log, as_of=self.clock.now()).results
+            assert total == len(results)
+            assert page == results[offset : offset + limit]
+
     @rule(doc=IDS, rev=st.integers(1, 4), offset=OFFSETS)
     def revert_to_revision(self, doc: str, rev: int, offset: int | None) -> None:
         self.both(lambda d: d.revert(doc, to_revision=rev, toa=self.toa(offset)))

@@ -321,9 +321,8 @@ class DocumentResource(_Resource):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str
     ) -> None:
         page = parse_page(pairs(req.query_string), max_limit=self.max_limit)
-        results = await self.documents.revisions(id)
-        chosen = results[page.offset : page.offset + page.limit]
-        send(resp, {"total": len(results), "resources": [render_revision(r) for r in chosen]})
+        total, chosen = await self.documents.revisions(id, limit=page.limit, offset=page.offset)
+        send(resp, {"total": total, "resources": [render_revision(r) for r in chosen]})
 
     async def on_get_revision(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str, rev: str

@@ -57,7 +57,7 @@ from eventdocs.storage.sqlite.schema import (
     _storage_error,
 )
 from eventdocs.storage.sqlite.writer import _Append, _Call, _Writer
-from eventdocs.times import Clock, SystemClock
+from eventdocs.times import MAX_TIME, Clock, SystemClock
 
 
 def _capped(rows: Iterable[Any], max_bytes: int | None) -> list[Any]:
@@ -299,6 +299,7 @@ class SQLiteStore:
         def run(c: sqlite3.Connection) -> None:
             assert writer is not None
             writer.tails.pop(resource, None)  # appends in this batch must see these events
+            writer.pending.pop(resource, None)
             last = writer.tail(c, resource)[0]
             if [row[0] for row in rows] != list(range(last + 1, last + 1 + len(rows))):
                 raise InvalidRequest(f"imported seqs must continue the log at {last + 1}")
@@ -335,6 +336,7 @@ class SQLiteStore:
                         created.add(r)
                     sql[r] = _Sql(r)
                     writer.tails.pop(r, None)  # appends after this must see these events
+                    writer.pending.pop(r, None)
                     last, recorded = writer.tail(c, r)
                     tails[r] = (last, recorded if last else None)
                 check_next(e, *tails[r])
@@ -576,6 +578,72 @@ class SQLiteStore:
             cut = rows[-1][0]
             rows = [row for row in rows if row[0] != cut] or await self._read(sql.history, (cut,))
         return [_document(row) for row in rows]
+
+    # -- reads bounded by the answer ------------------------------------------------
+
+    async def read_revisions(
+        self, resource: str, id: str, *, limit: int, offset: int = 0
+    ) -> tuple[int, list[Event]]:
+        sql = self._res(resource)
+        total = (await self._read(sql.count_document, (id,)))[0][0]
+        return total, await self._read_events(sql.revisions, (id, limit, offset))
+
+    async def read_from(self, resource: str, id: str, *, toa: int, seq: int) -> list[Event]:
+        return await self._read_events(self._res(resource).read_from, (id, toa, seq))
+
+    async def read_cancels(self, resource: str, targets: Sequence[int]) -> list[Event]:
+        if not targets:
+            return []
+        return await self._read_events(self._res(resource).cancels, (_json(list(targets)),))
+
+    async def history_before(
+        self, resource: str, id: str, *, toa: int, seq: int
+    ) -> Document | None:
+        rows = self._rows(self._res(resource).history_before, (id, toa, seq))
+        return _document(rows[0]) if rows else None
+
+    async def history_span(self, resource: str, id: str, *, start: int, end: int) -> list[Document]:
+        rows = await self._read(self._res(resource).history_span, (id, start, end))
+        return [_document(row) for row in rows]
+
+    async def history_rev(self, resource: str, id: str, rev: int) -> Document | None:
+        rows = self._rows(self._res(resource).history_rev, (id, rev))
+        return _document(rows[0]) if rows else None
+
+    async def history_at_many(
+        self, resource: str, ids: Sequence[str], *, toa: int
+    ) -> dict[str, Document]:
+        if not ids:
+            return {}
+        rows = await self._read(self._res(resource).history_at_many, (_json(list(ids)), toa))
+        return {row[0]: _document(row) for row in rows}
+
+    # -- scheduled writes ------------------------------------------------------------
+
+    async def set_pending_limit(self, resource: str, limit: int | None) -> None:
+        self._res(resource)
+        if self._writer is not None:
+            if limit is None:
+                self._writer.pending_limits.pop(resource, None)
+            else:
+                self._writer.pending_limits[resource] = limit
+
+    async def count_pending(self, resource: str, *, now: int) -> int:
+        sql, writer = self._res(resource), self._writer
+        if writer is None:  # read-only: no writer keeps the count
+            count: int = (await self._read(sql.count_due, (now, MAX_TIME, 2**62)))[0][0]
+            return count
+        pending = writer.pending.get(resource)
+        if pending is None:
+            await self._call(lambda c: writer.pending_of(c, resource), sync=None)
+            pending = writer.pending[resource]
+        return pending.count(now)
+
+    async def read_pending(
+        self, resource: str, *, now: int, limit: int, offset: int = 0
+    ) -> list[Event]:
+        sql = self._res(resource)
+        return await self._read_events(sql.pending_page, (now, MAX_TIME, 2**62, limit, offset))
 
     # -- views --------------------------------------------------------------------
 
