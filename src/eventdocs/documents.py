@@ -30,8 +30,10 @@ from eventdocs.errors import (
     NotFound,
     PreconditionFailed,
     Stale,
+    ValidationFailed,
 )
 from eventdocs.events import Cancel, Draft, Event
+from eventdocs.fields import pointer
 from eventdocs.fold import (
     ALREADY_EXISTS,
     DOES_NOT_EXIST,
@@ -469,6 +471,8 @@ class Documents:
             )
         if action == "update" and body is None:
             raise _invalid("body", "an update needs a body")
+        if body is not None:
+            body = _object(body)
         targets = list(
             {t.id: t for t in (BulkTarget(i) if isinstance(i, str) else i for i in ids)}.values()
         )
@@ -720,4 +724,30 @@ def _object(body: Any) -> dict[str, Any]:
         raise InvalidRequest(
             "the body must be a JSON object", [ErrorDetail("", "expected an object")]
         )
+    if (path := _nul_path(body, "")) is not None:
+        raise ValidationFailed(
+            "text may not contain U+0000 (NUL)", [ErrorDetail(path, "contains U+0000")]
+        )
     return body
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """The JSON Pointer of the first string (or key) holding U+0000, or ``None``.
+
+    NUL is refused, not stored: SQLite's text functions stop at it, so queries
+    over such text would disagree with the reference semantics.
+    """
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = pointer(key) if not path else path + pointer(key)
+            if "\x00" in key:
+                return here
+            if (found := _nul_path(item, here)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := _nul_path(item, f"{path}/{i}")) is not None:
+                return found
+    return None

@@ -238,6 +238,8 @@ def _filterable(spec: ResourceSpec, param: str, field_name: str, op: str) -> Fie
 
 
 def _value(field: Field, param: str, text: str) -> object:
+    if "\x00" in text:  # never stored (a 422 on writes), so never searched for
+        raise _bad(param, "U+0000 (NUL) is not allowed in text")
     try:
         return field.parse_query_value(text)
     except ValueError as exc:
