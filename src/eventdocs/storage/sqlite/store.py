@@ -91,7 +91,8 @@ class SQLiteStore:
         self._owner: Ownership | None = None
         self._writer: _Writer | None = None
         self._reader: sqlite3.Connection | None = None
-        self._readers: Readers | None = None
+        self._readers: Readers | None = None  # queries, scans: what a client asks for
+        self._quick: Readers | None = None  # the projector's and writers' bounded reads
         self._sql: dict[str, _Sql] = {}
         self._views: set[str] = set()
 
@@ -122,9 +123,16 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise _storage_error(exc) from exc
 
-    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Rows of a read whose cost grows with the data, from a reader thread."""
-        if self._readers is None:
+    async def _read(
+        self, sql: str, params: Sequence[Any] = (), *, quick: bool = False
+    ) -> list[Any]:
+        """Rows of a read whose cost grows with the data, from a reader thread.
+
+        ``quick`` reads (the projector's, a writer's) have a pool of their own, so
+        that two long queries never hold up a write's projection.
+        """
+        readers = self._quick if quick else self._readers
+        if readers is None:
             raise StorageError("the store is not open")
 
         def read(conn: sqlite3.Connection) -> list[Any]:
@@ -133,10 +141,13 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise _storage_error(exc) from exc
 
-        return await self._readers.run(read)
+        return await readers.run(read)
 
-    async def _read_events(self, sql: str, params: Sequence[Any]) -> list[Event]:
-        if self._readers is None:
+    async def _read_events(
+        self, sql: str, params: Sequence[Any], *, quick: bool = False
+    ) -> list[Event]:
+        readers = self._quick if quick else self._readers
+        if readers is None:
             raise StorageError("the store is not open")
 
         def read(conn: sqlite3.Connection) -> list[Event]:
@@ -145,12 +156,13 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise _storage_error(exc) from exc
 
-        return await self._readers.run(read)
+        return await readers.run(read)
 
     @property
     def reader_threads(self) -> set[int]:
         """The threads that ran reads off the loop so far (for tests)."""
-        return set(self._readers.threads) if self._readers else set()
+        pools = (self._readers, self._quick)
+        return {t for pool in pools if pool is not None for t in pool.threads}
 
     def _res(self, resource: str) -> _Sql:
         try:
@@ -224,6 +236,7 @@ class SQLiteStore:
             raise _open_error(self.path, exc) from exc
         self._reader = conn
         self._readers = Readers(partial(self._connect, read_only=read_only))
+        self._quick = Readers(partial(self._connect, read_only=read_only), workers=1)
         for (name,) in self._rows("SELECT name FROM eventdocs_resources"):
             self._sql[name] = _Sql(name)
         tables = self._rows("SELECT name FROM sqlite_master WHERE name GLOB 'view_*'")
@@ -234,9 +247,10 @@ class SQLiteStore:
         if writer is not None:
             writer.queue.put(None)
             await asyncio.to_thread(writer.thread.join)
-        readers, self._readers = self._readers, None
-        if readers is not None:
-            await asyncio.to_thread(readers.close)
+        for readers in (self._readers, self._quick):
+            if readers is not None:
+                await asyncio.to_thread(readers.close)
+        self._readers = self._quick = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -389,7 +403,7 @@ class SQLiteStore:
         return Head(head[0][0], self._rows(sql.next_write, (id, after_toa))[0][0])
 
     async def read_log(self, resource: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
-        return await self._read_events(self._res(resource).read_log, (after, limit))
+        return await self._read_events(self._res(resource).read_log, (after, limit), quick=True)
 
     async def read_log_by_document(
         self, resource: str, *, after: str = "", limit: int = 1000
@@ -413,7 +427,7 @@ class SQLiteStore:
         limit: int | None = None,
     ) -> list[Event]:
         params = (after_toa, until_toa, max_seq, -1 if limit is None else limit)
-        return await self._read_events(self._res(resource).read_due, params)
+        return await self._read_events(self._res(resource).read_due, params, quick=True)
 
     async def count_due(
         self, resource: str, *, after_toa: int, until_toa: int, max_seq: int
@@ -425,7 +439,7 @@ class SQLiteStore:
     async def read_heads(
         self, resource: str, ids: Sequence[str], *, max_seq: int
     ) -> dict[str, tuple[int, int]]:
-        rows = await self._read(self._res(resource).heads, (_json(list(ids)), max_seq))
+        rows = await self._read(self._res(resource).heads, (_json(list(ids)), max_seq), quick=True)
         return {id: (toa, seq) for id, toa, seq in rows}  # in (toa, seq) order: the last wins
 
     async def next_toa(self, resource: str, *, after_toa: int, max_seq: int) -> int | None:
@@ -557,7 +571,7 @@ class SQLiteStore:
         return [_document(row) for row in await self._read(self._res(resource).history, (id,))]
 
     async def history_tails(self, resource: str, ids: Sequence[str]) -> dict[str, Document]:
-        rows = await self._read(self._res(resource).tails, (_json(list(ids)),))
+        rows = await self._read(self._res(resource).tails, (_json(list(ids)),), quick=True)
         return {row[0]: _document(row) for row in rows}
 
     async def history_at(self, resource: str, id: str, *, toa: int) -> Document | None:
@@ -589,12 +603,14 @@ class SQLiteStore:
         return total, await self._read_events(sql.revisions, (id, limit, offset))
 
     async def read_from(self, resource: str, id: str, *, toa: int, seq: int) -> list[Event]:
-        return await self._read_events(self._res(resource).read_from, (id, toa, seq))
+        return await self._read_events(self._res(resource).read_from, (id, toa, seq), quick=True)
 
     async def read_cancels(self, resource: str, targets: Sequence[int]) -> list[Event]:
         if not targets:
             return []
-        return await self._read_events(self._res(resource).cancels, (_json(list(targets)),))
+        return await self._read_events(
+            self._res(resource).cancels, (_json(list(targets)),), quick=True
+        )
 
     async def history_before(
         self, resource: str, id: str, *, toa: int, seq: int
@@ -603,7 +619,7 @@ class SQLiteStore:
         return _document(rows[0]) if rows else None
 
     async def history_span(self, resource: str, id: str, *, start: int, end: int) -> list[Document]:
-        rows = await self._read(self._res(resource).history_span, (id, start, end))
+        rows = await self._read(self._res(resource).history_span, (id, start, end), quick=True)
         return [_document(row) for row in rows]
 
     async def history_rev(self, resource: str, id: str, rev: int) -> Document | None:
@@ -615,7 +631,9 @@ class SQLiteStore:
     ) -> dict[str, Document]:
         if not ids:
             return {}
-        rows = await self._read(self._res(resource).history_at_many, (_json(list(ids)), toa))
+        rows = await self._read(
+            self._res(resource).history_at_many, (_json(list(ids)), toa), quick=True
+        )
         return {row[0]: _document(row) for row in rows}
 
     # -- scheduled writes ------------------------------------------------------------
