@@ -445,7 +445,7 @@ def history(resource: str, doc_id: str, store_url: str, as_json: bool) -> None:
     async def run() -> list[Result]:
         async with _opened(store_url, readonly=True) as store:
             service = Service(store, [_spec(resource, [])], background=False)
-            return (await service.documents(resource).revisions(doc_id))[1]
+            return await service.documents(resource).revisions(doc_id)
 
     results = asyncio.run(run())
     if as_json:

@@ -211,7 +211,11 @@ class Documents:
         # the event loop gets the interpreter back every few milliseconds.
         return await asyncio.to_thread(_fold_query, by_doc, query, as_of)
 
-    async def revisions(
+    async def revisions(self, doc_id: str) -> list[Result]:
+        """Every event of the document with its outcome, in valid-time order."""
+        return (await self.revisions_page(doc_id))[1]
+
+    async def revisions_page(
         self, doc_id: str, *, limit: int | None = None, offset: int = 0
     ) -> tuple[int, list[Result]]:
         """How many events the document has, and a page of them with their

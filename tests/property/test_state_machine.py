@@ -219,7 +219,7 @@ class EquivalenceMachine(RuleBasedStateMachine):
             log = self.run(service.store.read_document("note", doc))
             try:
                 total, page = self.run(
-                    service.documents("note").revisions(doc, limit=limit, offset=offset)
+                    service.documents("note").revisions_page(doc, limit=limit, offset=offset)
                 )
             except NotFound:
                 assert log == []

@@ -128,7 +128,7 @@ async def _deep_document(work: Path, sizes: Sequence[int], run: ScalingRun) -> N
 
             costs.setdefault("scheduled put + cancel", {})[n] = await _p50(cancel, 10)
             costs.setdefault("/revisions page", {})[n] = await _p50(
-                lambda: docs.revisions("deep", limit=50, offset=max(0, n // 2)), 20
+                lambda: docs.revisions_page("deep", limit=50, offset=max(0, n // 2)), 20
             )
     finally:
         await service.stop()

@@ -321,7 +321,9 @@ class DocumentResource(_Resource):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str
     ) -> None:
         page = parse_page(pairs(req.query_string), max_limit=self.max_limit)
-        total, chosen = await self.documents.revisions(id, limit=page.limit, offset=page.offset)
+        total, chosen = await self.documents.revisions_page(
+            id, limit=page.limit, offset=page.offset
+        )
         send(resp, {"total": total, "resources": [render_revision(r) for r in chosen]})
 
     async def on_get_revision(
