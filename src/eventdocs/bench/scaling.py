@@ -33,7 +33,7 @@ import msgspec
 
 from eventdocs.bench.data import RESOURCE, TAGS, Workload, item_spec
 from eventdocs.bench.measure import summary
-from eventdocs.documents import Documents
+from eventdocs.documents import Documents, Limits
 from eventdocs.events import Draft
 from eventdocs.query import Filter, Query, SortKey
 from eventdocs.service import Service
@@ -80,7 +80,8 @@ async def _p50(call: Callable[[], Awaitable[Any]], samples: int) -> float:
 
 def _service(path: Path, clock: ManualClock) -> Service:
     store = open_store(str(path), clock=clock)
-    return Service(store, [item_spec()], clock=clock, background=False)
+    limits = Limits(pending_per_resource=10**9)  # the sizes go past the default limit
+    return Service(store, [item_spec()], clock=clock, limits=limits, background=False)
 
 
 async def _load(service: Service, drafts: Sequence[Draft], clock: ManualClock) -> None:

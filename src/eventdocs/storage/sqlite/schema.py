@@ -115,9 +115,11 @@ class _Sql:
         self.get = f'SELECT {_DOC} FROM "{r}" WHERE id = ?'
         self.scan = f'SELECT {_DOC} FROM "{r}" WHERE id > ? ORDER BY id LIMIT ?'
         self.history = f"SELECT {_DOC} FROM {h} WHERE id = ? ORDER BY rev"
+        # Per id one seek for its last rev, one for the row: never the whole history.
         self.tails = (
-            f"SELECT {_DOC} FROM {h} AS t WHERE t.id IN (SELECT value FROM json_each(?))"
-            f" AND t.rev = (SELECT max(rev) FROM {h} WHERE id = t.id)"
+            "SELECT t.id, t.doc, t.rev, t.updated, t.seq, t.valid_to"
+            f" FROM json_each(?) AS j JOIN {h} AS t"
+            f" ON t.id = j.value AND t.rev = (SELECT max(rev) FROM {h} WHERE id = j.value)"
         )
         # (updated, seq) order is rev order within a document; the index makes a read
         # at a valid time one seek, however deep the history.
@@ -148,9 +150,10 @@ class _Sql:
         )
         self.history_rev = f"SELECT {_DOC} FROM {h} WHERE id = ? AND rev = ?"
         self.history_at_many = (
-            f"SELECT {_DOC} FROM {h} AS r WHERE r.id IN (SELECT value FROM json_each(?1))"
-            f" AND r.rev = (SELECT rev FROM {h} WHERE id = r.id AND updated <= ?2"
-            " ORDER BY updated DESC, seq DESC LIMIT 1)"
+            "SELECT r.id, r.doc, r.rev, r.updated, r.seq, r.valid_to"
+            f" FROM json_each(?1) AS j JOIN {h} AS r"
+            f" ON r.id = j.value AND r.rev = (SELECT rev FROM {h} WHERE id = j.value"
+            " AND updated <= ?2 ORDER BY updated DESC, seq DESC LIMIT 1)"
         )
         self.master_from = f'FROM "{r}" WHERE 1'
         self.alive_from = f"FROM {h} WHERE {_ALIVE}"
