@@ -184,12 +184,23 @@ class Projector:
         self, resource: str, checkpoint: Checkpoint, events: list[Event], now: int
     ) -> ProjectionBatch | None:
         store = self.store
-        due = []
+        due: list[Event] = []
+        # Without views to tell, a store that can applies due writes to the master
+        # collection itself, in the step's transaction: nothing to read or decode.
+        in_store = getattr(store, "applies_due", False) and not self._views_of.get(resource)
+        due_window = None
         if now > checkpoint.toa:
-            due = await store.read_due(
-                resource, after_toa=checkpoint.toa, until_toa=now, max_seq=checkpoint.seq
-            )
-        if not events and not due:
+            if in_store:
+                first = await store.next_toa(
+                    resource, after_toa=checkpoint.toa, max_seq=checkpoint.seq
+                )
+                if first is not None and first <= now:
+                    due_window = (checkpoint.toa, now, checkpoint.seq)
+            else:
+                due = await store.read_due(
+                    resource, after_toa=checkpoint.toa, until_toa=now, max_seq=checkpoint.seq
+                )
+        if not events and not due and due_window is None:
             return None
         new_seq = events[-1].seq if events else checkpoint.seq
         lookup = {e.id for e in due}
@@ -250,6 +261,7 @@ class Projector:
 
         moved = Checkpoint(new_seq, now)
         return ProjectionBatch(
+            due=due_window,
             base=checkpoint,
             checkpoint=moved,
             history=history,

@@ -136,6 +136,11 @@ class ProjectionBatch(msgspec.Struct, frozen=True):
     deletes: list[str] = []
     views: dict[str, ViewWrite] = {}
     base: Checkpoint | None = None
+    # Only for a store whose ``applies_due`` is true: ``(after_toa, until_toa,
+    # max_seq)`` of writes that came due, whose documents the store sets in the
+    # master collection to their history row in effect at ``until_toa`` (after
+    # ``history``, before ``upserts`` and ``deletes``, which win).
+    due: tuple[int, int, int] | None = None
 
     def fits(self, stored: Checkpoint) -> bool:
         """Whether this batch may be written over the ``stored`` checkpoint."""

@@ -97,6 +97,24 @@ class _Sql:
         self.read_due = f"SELECT e.data {due} ORDER BY e.toa, e.seq LIMIT ?4"
         self.next_toa = f"SELECT min(e.toa) {due}"
         self.count_due = f"SELECT count(*) {due}"
+        # A mass activation in two statements: each due document's master row becomes
+        # its history row in effect at ?4 (one seek each), or goes when there is none.
+        in_effect = (
+            f"(SELECT rev FROM {h} WHERE id = d.id AND updated <= ?4"
+            " ORDER BY updated DESC, seq DESC LIMIT 1)"
+        )
+        self.apply_due = (
+            f'INSERT INTO "{r}" ({_DOC}) SELECT x.id, x.doc, x.rev, x.updated, x.seq, NULL'
+            f" FROM (SELECT DISTINCT e.id AS id {due}) AS d JOIN {h} AS x"
+            f" ON x.id = d.id AND x.rev = {in_effect} WHERE x.doc IS NOT NULL"
+            " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, rev = excluded.rev,"
+            " updated = excluded.updated, seq = excluded.seq, valid_to = NULL"
+        )
+        self.drop_due = (
+            f'DELETE FROM "{r}" WHERE id IN (SELECT d.id FROM (SELECT DISTINCT e.id AS id {due})'
+            f" AS d LEFT JOIN {h} AS x ON x.id = d.id AND x.rev = {in_effect}"
+            " WHERE x.doc IS NULL)"
+        )
         self.pending = f"SELECT e.toa, e.seq, e.id {due}"
         self.pending_page = f"SELECT e.data {due} ORDER BY e.toa, e.seq LIMIT ?4 OFFSET ?5"
         self.del_history = f"DELETE FROM {h} WHERE id = ? AND rev >= ?"

@@ -81,6 +81,9 @@ def _open_error(path: str, exc: sqlite3.Error) -> StorageError:
 class SQLiteStore:
     """Every resource in one SQLite file; see the module docstring for the design."""
 
+    # Writes that come due are applied to the master collection in SQL (ProjectionBatch.due).
+    applies_due = True
+
     def __init__(
         self, path: str | os.PathLike[str], *, clock: Clock | None = None, readonly: bool = False
     ) -> None:
@@ -493,6 +496,10 @@ class SQLiteStore:
                         for d, n in zip(w.rows, [*w.rows[1:], None], strict=False)
                     ],
                 )
+            if batch.due is not None:
+                after_toa, until_toa, max_seq = batch.due
+                c.execute(sql.apply_due, (after_toa, until_toa, max_seq, until_toa))
+                c.execute(sql.drop_due, (after_toa, until_toa, max_seq, until_toa))
             c.executemany(
                 sql.upsert,
                 [(d.id, _json(d.data), d.rev, d.updated, d.seq, d.valid_to) for d in batch.upserts],
