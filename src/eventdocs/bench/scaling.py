@@ -154,7 +154,7 @@ async def _pending(work: Path, sizes: Sequence[int], run: ScalingRun) -> None:
             costs.setdefault("scheduled write", {})[n] = await _p50(
                 lambda: docs.create({"title": "s"}, toa=later + 10**9), 30
             )
-            costs.setdefault("_scheduled page", {})[n] = await _p50(
+            costs.setdefault("/_scheduled page", {})[n] = await _p50(
                 lambda: docs.scheduled(limit=50, offset=n // 2), 10
             )
             costs.setdefault("pending count (/healthz)", {})[n] = await _p50(
@@ -304,7 +304,7 @@ def table(run: ScalingRun) -> str:
     groups = (
         ("revisions of the document", ("get", "put", "backdated put", "revert to revision 1",
                                        "scheduled put + cancel", "/revisions page")),
-        ("writes pending", ("scheduled write", "_scheduled page", "pending count (/healthz)")),
+        ("writes pending", ("scheduled write", "/_scheduled page", "pending count (/healthz)")),
         ("documents", ("get now", "get as_of", "get known_at", "query now", "query as_of",
                        "query known_at")),
     )  # fmt: skip
@@ -355,10 +355,17 @@ def write_scaling_plot(run: ScalingRun, out: Path) -> Path | str:
     except ImportError:
         return "matplotlib is not installed: no scaling plot"
     fig, ax = plt.subplots(figsize=(8, 5))
-    for op, by_size in run.costs.items():
+    styles = ["-", "--", ":", "-."]
+    for i, (op, by_size) in enumerate(run.costs.items()):
         sizes = sorted(n for n in by_size if n > 0)
         if len(sizes) > 1:
-            ax.plot(sizes, [by_size[n] for n in sizes], marker="o", label=op)
+            ax.plot(
+                sizes,
+                [by_size[n] for n in sizes],
+                marker="o",
+                linestyle=styles[i // 10 % len(styles)],
+                label=op,
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("data size (revisions, pending writes or documents)")
