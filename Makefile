@@ -2,6 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.installed-serve
 
 .PHONY: serve test lint check bench format
 
@@ -9,9 +10,16 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,mongodb]'
-	touch $(STAMP)
+	touch $(STAMP) $(SERVE_STAMP)
 
-serve: $(STAMP)  ## the blog example on ./eventdocs.db, http://127.0.0.1:8000
+# Serving needs only the runtime dependencies, not the dev tools.
+$(SERVE_STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $(SERVE_STAMP)
+
+serve: $(SERVE_STAMP)  ## the blog example on ./eventdocs.db, http://127.0.0.1:8000
 	$(BIN)/eventdocs serve examples/blog.py
 
 test: $(STAMP)

@@ -245,3 +245,47 @@ async def test_view_counts_posts_per_author(service: Service) -> None:
     await posts.update(a, {"author": "bob"})
     rows = await service.store.read_view("posts_per_author")
     assert rows == {"ann": {"author": "ann", "posts": 1}, "bob": {"author": "bob", "posts": 1}}
+
+
+class TickingClock(ManualClock):
+    """Time moves a microsecond at every reading, so it passes between decision and append."""
+
+    def now(self) -> int:
+        self._now += 1
+        return self._now
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_a_cancel_answered_is_one_the_fold_applies(backend: str, tmp_path: Any) -> None:
+    # Whatever the target's distance in time, a cancel that answers cancels it in
+    # the fold; one that reaches the store after the target's TOA answers 409.
+    from blog import Post
+
+    from eventdocs.events import Cancel
+    from eventdocs.fold import fold
+    from eventdocs.storage import open_store
+
+    clock = TickingClock()
+    url = "memory:" if backend == "memory" else str(tmp_path / "blog.db")
+    service = Service(open_store(url, clock=clock), [Post.spec()], clock=clock, background=False)
+    await service.start()
+    try:
+        posts = service.documents("post")
+        answered = set()
+        for ahead in range(1, 40):
+            doc_id = (await posts.create(post())).event.id
+            target = await posts.update(doc_id, {"title": "later"}, toa=clock.now() + ahead)
+            try:
+                cancel = await posts.cancel(target.event.seq)
+            except Conflict:
+                answered.add(409)
+                continue
+            answered.add(200)
+            assert isinstance(cancel, Cancel)
+            results = fold(await service.store.read_document("post", doc_id)).results
+            outcome = {r.event.seq: r.outcome for r in results}
+            assert outcome[target.event.seq] == "cancelled", ahead
+            assert outcome[cancel.seq] == "applied"
+        assert answered == {200, 409}
+    finally:
+        await service.stop()

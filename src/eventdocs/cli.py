@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.resources
 import json
 import os
 import sys
@@ -82,6 +83,10 @@ class _Cli(click.Group):
             _fail("interrupted", 130)
         except EventdocsError as exc:
             _fail(_describe(exc))
+        except ModuleNotFoundError as exc:
+            if exc.name != "pymongo":
+                _fail(f"missing module {exc.name} ({exc}); reinstall eventdocs")
+            _fail("MongoDB stores need the mongodb extra: pip install 'eventdocs[mongodb]'")
         except OSError as exc:
             name = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{name}{exc.strerror or exc}")
@@ -239,6 +244,34 @@ def main() -> None:
 @click.option("--tokens", metavar="FILE", help="A JSON file of bearer tokens and their scopes.")
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
 @click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Allow cross-origin requests from ORIGIN (repeatable; * for any). Off by default.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    default="plain",
+    show_default=True,
+    help="Plain text or one JSON object per line.",
+)
+@click.option(
+    "--gzip-min",
+    type=click.IntRange(0),
+    default=1024,
+    show_default=True,
+    metavar="BYTES",
+    help="Gzip answers this large or larger for clients that accept it; 0 turns gzip off.",
+)
+@click.option(
     "--max-body",
     type=click.IntRange(1),
     default=1 << 20,
@@ -322,6 +355,67 @@ def serve(target: str, store_url: str, **options: Any) -> None:
     except ImportError as exc:
         raise InvalidRequest(f"the HTTP server is not available: {exc}") from exc
     module.run(target, store=store_url, **options)
+
+
+@main.command()
+@click.argument("name")
+@click.argument("scopes", nargs=-1, metavar="SCOPE...")
+@click.option(
+    "--resource", default="*", show_default=True, help="The resource the scopes apply to."
+)
+def token(name: str, scopes: tuple[str, ...], resource: str) -> None:
+    """Make a bearer token and print its tokens-file entry.
+
+    SCOPEs are read (the default), write, schedule, admin. The token goes to
+    stderr once (it is not stored); the entry, with its SHA-256, to stdout.
+    """
+    from eventdocs.http.auth import new_token
+
+    secret, entry = new_token(name, list(scopes) or ["read"], resource)
+    click.echo(f"token (give it to the client; it is not stored): {secret}", err=True)
+    click.echo(json.dumps(entry))
+
+
+_EXAMPLES = ("blog.json", "blog.py")
+
+
+def _example(name: str) -> bytes:
+    """An example file: shipped in the wheel, or examples/ of a source checkout."""
+    shipped = importlib.resources.files("eventdocs") / "examples" / name
+    if shipped.is_file():
+        return shipped.read_bytes()
+    checkout = Path(__file__).resolve().parents[2] / "examples" / name
+    if checkout.is_file():
+        return checkout.read_bytes()
+    raise NotFound(f"the example {name} is not installed with eventdocs; reinstall it")
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "folder",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the declarations.",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def init(folder: Path, force: bool) -> None:
+    """Write the blog example's declarations here: blog.json and blog.py (with a view).
+
+    Then: eventdocs serve blog.json (or blog.py, which adds the posts-per-author view).
+    """
+    targets = [folder / name for name in _EXAMPLES]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not force:
+        raise InvalidRequest(f"{', '.join(existing)} already exists; --force overwrites")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, target in zip(_EXAMPLES, targets, strict=True):
+        target.write_bytes(_example(name))
+        click.echo(f"wrote {target}")
+    click.echo(
+        f"next: eventdocs serve {targets[0]}  (then open http://127.0.0.1:8000/openapi.json)"
+    )
 
 
 @main.command("replay")
@@ -695,7 +789,15 @@ def bench(
 
     Writes results.md, results.json and PNG plots (with matplotlib) to --out.
     """
-    from eventdocs.bench.suite import BENCHMARKS, Options, run_suite
+    try:
+        from eventdocs.bench.suite import BENCHMARKS, Options, run_suite
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("eventdocs.bench"):
+            raise
+        raise InvalidRequest(
+            "the benchmarks run from a source checkout: pip install -e '.[dev]' there,"
+            " then eventdocs bench"
+        ) from None
 
     unknown = sorted(set(only) - set(BENCHMARKS))
     if unknown:

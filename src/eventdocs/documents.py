@@ -48,12 +48,12 @@ from eventdocs.fold import (
     step,
 )
 from eventdocs.query import Query, answer_too_large, matches, sort_documents
-from eventdocs.storage.contract import Appended, Document, Guard, Head
-from eventdocs.times import MAX_TIME
+from eventdocs.storage.contract import Appended, Document, EventStore, Guard, Head
+from eventdocs.times import MAX_TIME, Clock
 
 if TYPE_CHECKING:
+    from eventdocs.projections.projector import Projector
     from eventdocs.resources import ResourceSpec
-    from eventdocs.service import Service
 
 __all__ = ["BulkItem", "BulkTarget", "Documents", "Limits", "Page", "WriteResult"]
 
@@ -122,11 +122,24 @@ class BulkItem(msgspec.Struct, frozen=True):
 class Documents:
     """Create, read, change, revert and query the documents of one resource."""
 
-    def __init__(self, service: Service, spec: ResourceSpec) -> None:
-        self.service = service
+    def __init__(
+        self,
+        store: EventStore,
+        spec: ResourceSpec,
+        *,
+        clock: Clock,
+        limits: Limits,
+        projector: Projector,
+        scheduled: Callable[[], None],
+    ) -> None:
+        """``scheduled`` is called after an append that holds a write for later."""
+        self.store = store
         self.spec = spec
         self.name = spec.name
-        self.store = service.store
+        self.clock = clock
+        self.limits = limits
+        self.projector = projector
+        self._scheduled = scheduled
 
     # -- reads -----------------------------------------------------------------
 
@@ -137,12 +150,12 @@ class Documents:
         if known_at is not None and await self._known_now(doc_id, known_at):
             # Nothing of it was recorded after known_at: what was known then is the history.
             doc = await self.store.history_at(
-                self.name, doc_id, toa=self.service.clock.now() if as_of is None else as_of
+                self.name, doc_id, toa=self.clock.now() if as_of is None else as_of
             )
         elif known_at is not None:
             state = fold(
                 await self.store.read_document(self.name, doc_id),
-                as_of=self.service.clock.now() if as_of is None else as_of,
+                as_of=self.clock.now() if as_of is None else as_of,
                 known_at=known_at,
             ).state
             doc = (
@@ -164,11 +177,11 @@ class Documents:
     ) -> Page:
         """Documents matching ``query`` now, at ``as_of``, or as known at ``known_at``."""
         if known_at is not None and await self._known_now(None, known_at):
-            at = self.service.clock.now() if as_of is None else as_of
+            at = self.clock.now() if as_of is None else as_of
             total, items = await self.store.query_history(self.name, query, toa=at)
         elif known_at is not None:
             total, items = await self._query_known(
-                query, self.service.clock.now() if as_of is None else as_of, known_at
+                query, self.clock.now() if as_of is None else as_of, known_at
             )
         elif as_of is not None:
             total, items = await self.store.query_history(self.name, query, toa=as_of)
@@ -189,7 +202,7 @@ class Documents:
         last = await self.store.read_event(self.name, seq)
         if last is None or last.recorded_at > known_at:
             return False
-        await self.service.projector.sync(self.name, seq)
+        await self.projector.sync(self.name, seq)
         return True
 
     async def _query_known(
@@ -221,7 +234,7 @@ class Documents:
         """How many events the document has, and a page of them with their
         outcomes, in valid-time order: what the fold says of each, computed
         from the page alone (see :meth:`_outcomes`)."""
-        now = self.service.clock.now()
+        now = self.clock.now()
         head = await self.store.read_head(self.name, doc_id, after_toa=now)
         if head.seq == 0:
             raise NotFound(f"{self.name} {doc_id!r} has no history")
@@ -229,7 +242,7 @@ class Documents:
             self.name, doc_id, limit=2**62 if limit is None else limit, offset=offset
         )
         if events:
-            await self.service.projector.sync(self.name, max(e.seq for e in events))
+            await self.projector.sync(self.name, max(e.seq for e in events))
         return total, await self._outcomes(doc_id, events, now)
 
     async def _outcomes(self, doc_id: str, events: list[Event], now: int) -> list[Result]:
@@ -316,7 +329,7 @@ class Documents:
 
     async def scheduled(self, *, limit: int = 50, offset: int = 0) -> tuple[int, list[Event]]:
         """Writes recorded but not yet in effect, in the order they will apply."""
-        now = self.service.clock.now()
+        now = self.clock.now()
         total = await self.store.count_pending(self.name, now=now)
         page = await self.store.read_pending(self.name, now=now, limit=limit, offset=offset)
         return total, page
@@ -340,7 +353,7 @@ class Documents:
     ) -> WriteResult:
         """Create a document; its id is generated unless the schema declares one."""
         body = _object(body)
-        fingerprint = _fingerprint("create", "", body, toa)
+        fingerprint = _fingerprint("create", "", body, toa) if idempotency_key else None
         if replayed := await self._replayed(idempotency_key, fingerprint):
             return replayed[0]
         if self.spec.client_ids:
@@ -410,7 +423,7 @@ class Documents:
         if (to_revision is None) == (as_of is None):
             raise _invalid("body", "give exactly one of to_revision and as_of")
         target = {"to_revision": to_revision, "as_of": as_of, "if_match": if_match}
-        fingerprint = _fingerprint("revert", doc_id, target, toa)
+        fingerprint = _fingerprint("revert", doc_id, target, toa) if idempotency_key else None
         if replayed := await self._replayed(idempotency_key, fingerprint):
             return replayed[0]
 
@@ -445,9 +458,9 @@ class Documents:
             event = await self.store.read_event(self.name, seq)
             if event is None or isinstance(event, Cancel):
                 raise NotFound(f"{self.name} has no scheduled write {seq}")
-            now = self.service.clock.now()
+            now = self.clock.now()
             head = await self.store.read_head(self.name, event.id, after_toa=now)
-            await self.service.projector.sync(self.name, head.seq)
+            await self.projector.sync(self.name, head.seq)
             # Cancelled when a cancel of its document recorded before its TOA targets it.
             cancels = await self.store.read_cancels(self.name, [seq])
             if any(c.id == event.id and c.toa < event.toa for c in cancels):
@@ -482,9 +495,9 @@ class Documents:
         nothing: the ids applied the first time get their first result, the
         others a ``Conflict``.
         """
-        if len(ids) > self.service.limits.bulk_ids:
+        if len(ids) > self.limits.bulk_ids:
             raise LimitExceeded(
-                f"at most {self.service.limits.bulk_ids} ids per bulk request",
+                f"at most {self.limits.bulk_ids} ids per bulk request",
                 "bulk_ids",
                 [ErrorDetail("/ids", "too many ids")],
             )
@@ -496,11 +509,11 @@ class Documents:
             {t.id: t for t in (BulkTarget(i) if isinstance(i, str) else i for i in ids)}.values()
         )
         request = [action, body, merge, [[t.id, t.if_match] for t in targets]]
-        fingerprint = _fingerprint("bulk", "", request, toa)
+        fingerprint = _fingerprint("bulk", "", request, toa) if idempotency_key else None
         first = await self._replayed(idempotency_key, fingerprint)
         done = {r.event.id: r for r in first}
         for _ in range(_ATTEMPTS):
-            now = self.service.clock.now()
+            now = self.clock.now()
             at = now if toa is None else toa
             decided: dict[str, tuple[Draft, DocState]] = {}
             errors: dict[str, EventdocsError] = {}
@@ -570,7 +583,7 @@ class Documents:
         head = await self.store.read_head(self.name, doc_id, after_toa=at)
         if head.seq == 0:
             return head, MISSING
-        await self.service.projector.sync(self.name, head.seq)
+        await self.projector.sync(self.name, head.seq)
         row = await self.store.history_at(self.name, doc_id, toa=at)
         state = MISSING if row is None else DocState(row.data, row.rev, row.updated, row.seq)
         return head, state
@@ -614,14 +627,17 @@ class Documents:
     ) -> WriteResult:
         """Decide the write ``make`` builds from the document's state, and append it."""
         for _ in range(_ATTEMPTS):
-            now = self.service.clock.now()
+            now = self.clock.now()
             at = now if toa is None else toa
             head, state = (Head(), MISSING) if fresh else await self._state(doc_id, at)
             draft = await make(state)
             self._decide(state, draft, at, scheduled=at > now)
-            guard = Guard(doc_id, head.seq, head.next_toa if toa is None else None)
+            # A fresh id (80 random bits) is in no event: it needs no guard.
+            guards = (
+                [] if fresh else [Guard(doc_id, head.seq, head.next_toa if toa is None else None)]
+            )
             try:
-                results = await self._apply([(draft, state)], key, fingerprint, [guard])
+                results = await self._apply([(draft, state)], key, fingerprint, guards)
             except Stale:
                 continue
             return results[doc_id]
@@ -670,14 +686,14 @@ class Documents:
             self.name, drafts, idempotency_key=key, fingerprint=fingerprint, guards=guards
         )
         try:
-            await self.service.projector.sync(self.name, appended.events[-1].seq)
+            await self.projector.sync(self.name, appended.events[-1].seq)
         except Exception:  # the write is decided and durable: the scheduler projects it later
             log.exception("projection after an append failed; the scheduler retries it")
         if any(e.toa > e.recorded_at for e in appended.events):
-            self.service.scheduler.notify()
+            self._scheduled()
         return appended
 
-    async def _replayed(self, key: str | None, fingerprint: str) -> list[WriteResult]:
+    async def _replayed(self, key: str | None, fingerprint: str | None) -> list[WriteResult]:
         """The first results of a request retried with idempotency ``key`` (else empty)."""
         if key is None:
             return []
@@ -685,12 +701,12 @@ class Documents:
         return await self._results(first, replayed=True) if first else []
 
     async def _check_pending(self, drafts: Sequence[Draft]) -> None:
-        now = self.service.clock.now()
+        now = self.clock.now()
         if not any(d.toa is not None and d.toa > now for d in drafts):
             return
         # A quick refusal; the store checks the limit again, exactly, in the append's
         # transaction (set_pending_limit), so concurrent writes never overshoot it.
-        limit = self.service.limits.pending_per_resource
+        limit = self.limits.pending_per_resource
         if await self.store.count_pending(self.name, now=now) + len(drafts) > limit:
             raise LimitExceeded(
                 f"{self.name} already has {limit} scheduled writes pending",
@@ -699,7 +715,7 @@ class Documents:
 
     async def _results(self, events: Sequence[Event], *, replayed: bool) -> list[WriteResult]:
         """Each event with the document right after it, read back (idempotent replays)."""
-        await self.service.projector.sync(self.name, max(e.seq for e in events))
+        await self.projector.sync(self.name, max(e.seq for e in events))
         return [await self._result(e, replayed=replayed) for e in events]
 
     async def _result(self, event: Event, *, replayed: bool = False) -> WriteResult:

@@ -218,7 +218,8 @@ class Field:
         nonnull: ``null`` is not a valid value.
         default: the value given to a missing field on create.
         readonly: may be given on create, never changed by an update.
-        sortable: queries may ``sort`` on it.
+        sortable: queries may ``sort`` on it; by default every field whose type
+            can sort (scalars) may, so this is an opt-out (``sortable=False``).
         operators: the query operators it accepts (see :data:`query.OPERATORS`).
         description: shown in the OpenAPI document.
     """
@@ -234,19 +235,22 @@ class Field:
         nonnull: bool = False,
         default: Any = UNSET,
         readonly: bool = False,
-        sortable: bool = False,
+        sortable: bool | None = None,
         operators: Iterable[str] | str = (),
         description: str | None = None,
     ) -> None:
         self.required = bool(required)
         self.nonnull = bool(nonnull)
         self.readonly = bool(readonly)
-        self.sortable = bool(sortable)
+        # None: the default, sortable when the type can sort; only an explicit
+        # True asks the stores for an index (a sort without one still works).
+        self.sortable_option = None if sortable is None else bool(sortable)
+        self.sortable = self.can_sort if sortable is None else bool(sortable)
         self.description = description
         self.default = default
         self.operators = self._check_operators(operators)
         name = type(self).__name__
-        if self.sortable and not self.can_sort:
+        if self.sortable_option and not self.can_sort:
             _fail(name, f"{name} fields cannot be sortable")
         if description is not None and not isinstance(description, str):
             _fail(name, "description must be a string")
@@ -286,7 +290,7 @@ class Field:
             "nonnull": self.nonnull,
             "default": self.default,
             "readonly": self.readonly,
-            "sortable": self.sortable,
+            "sortable": self.sortable_option,
             "operators": self.operators,
             "description": self.description,
         }
@@ -337,8 +341,8 @@ class Field:
                 schema["x-required"] = True
             if self.operators:
                 schema["x-operators"] = list(self.operators)
-            if self.sortable:
-                schema["x-sortable"] = True
+            if self.sortable_option is not None:
+                schema["x-sortable"] = self.sortable_option
         return schema
 
     def json_schema(self) -> dict[str, Any]:
@@ -985,7 +989,7 @@ def _from_dict(data: Any, *, required: bool, path: str) -> Field:
         "required": required or bool(data.get("x-required", False)),
         "nonnull": not nullable,
         "readonly": bool(data.get("readOnly", False)),
-        "sortable": bool(data.get("x-sortable", False)),
+        "sortable": None if data.get("x-sortable") is None else bool(data["x-sortable"]),
         "operators": data.get("x-operators", ()),
         "description": data.get("description"),
     }

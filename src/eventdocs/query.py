@@ -30,6 +30,7 @@ __all__ = [
     "SortKey",
     "answer_too_large",
     "decimal_sort_key",
+    "field_value",
     "matches",
     "project_fields",
     "sort_documents",
@@ -91,7 +92,8 @@ def _coerce(value: Any, kind: Kind) -> Any:
     return value
 
 
-def _field(doc: dict[str, Any], name: str) -> Any:
+def field_value(doc: dict[str, Any], name: str) -> Any:
+    """The value at dotted ``name`` in ``doc`` (``None`` where a part is missing)."""
     value: Any = doc
     for part in name.split("."):
         if not isinstance(value, dict):
@@ -154,7 +156,7 @@ def _test(value: Any, f: Filter) -> bool:
 def matches(doc_id: str, data: dict[str, Any], filters: Iterable[Filter]) -> bool:
     """Whether the document ``data`` with id ``doc_id`` passes every filter."""
     for f in filters:
-        raw = doc_id if f.field == "id" else _field(data, f.field)
+        raw = doc_id if f.field == "id" else field_value(data, f.field)
         value = _coerce(raw, f.kind)
         if f.op in ("in", "notin"):
             arg = [_coerce(a, f.kind) for a in f.value]
@@ -200,7 +202,8 @@ def sort_documents(
         doc_id, data = item
         parts: list[Any] = [
             _Ordered(
-                _coerce(doc_id if k.field == "id" else _field(data, k.field), k.kind), k.descending
+                _coerce(doc_id if k.field == "id" else field_value(data, k.field), k.kind),
+                k.descending,
             )
             for k in keys
         ]

@@ -270,7 +270,7 @@ class ResourceSpec:
         def walk(fields: Mapping[str, Field], prefix: str) -> None:
             for name, f in fields.items():
                 dotted = prefix + name
-                if dotted != "id" and (f.operators or f.sortable):
+                if dotted != "id" and (f.operators or f.sortable_option):
                     out.append(IndexSpec(dotted, f.kind))
                 if isinstance(f, Structure):
                     walk(f.fields, dotted + ".")

@@ -45,7 +45,7 @@ class Service:
     ) -> None:
         self.store = store
         self.clock = clock or getattr(store, "clock", None) or SystemClock()
-        self.limits = limits or Limits()
+        self._limits = limits or Limits()
         self.specs = list(resources)
         self.views = list(views)
         self.background = background
@@ -57,7 +57,28 @@ class Service:
         bind_views(self.views, self.specs)
         self.projector = Projector(store, self.clock, self.views)
         self.scheduler = Scheduler(self.projector, sorted(names), lease=lease_for(store))
-        self._documents = {(s.name, s.version): Documents(self, s) for s in self.specs}
+        self._documents = {
+            (s.name, s.version): Documents(
+                store,
+                s,
+                clock=self.clock,
+                limits=self._limits,
+                projector=self.projector,
+                scheduled=self.scheduler.notify,
+            )
+            for s in self.specs
+        }
+
+    @property
+    def limits(self) -> Limits:
+        """The configured limits; setting them applies to every resource at once."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: Limits) -> None:
+        self._limits = limits
+        for documents in self._documents.values():
+            documents.limits = limits
 
     @property
     def resource_names(self) -> list[str]:

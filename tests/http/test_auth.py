@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,7 +32,13 @@ from eventdocs.documents import Documents
 from eventdocs.errors import DeclarationError
 from eventdocs.fields import Boolean, Text
 from eventdocs.http import create_app
-from eventdocs.http.auth import hash_token, load_tokens, read_tokens_file, tokens_of_target
+from eventdocs.http.auth import (
+    SCOPES,
+    hash_token,
+    load_tokens,
+    read_tokens_file,
+    tokens_of_target,
+)
 from eventdocs.resources import Resource
 from eventdocs.times import ManualClock, format_time
 
@@ -240,6 +247,11 @@ async def test_auth_matrix(name: str) -> None:
                 assert ("invalid_token" in challenge) == (who == "forged")
             else:
                 assert who in body["detail"] and "scope" in body["detail"]
+                challenge = result.headers["www-authenticate"]
+                scope = re.search(r'scope="([^"]*)"', challenge)
+                assert scope is not None and "insufficient_scope" in challenge
+                # RFC 6750 section 3: a space-delimited list of scope names
+                assert all(s in SCOPES for s in scope.group(1).split(" ")), challenge
 
 
 def matrix_table() -> str:
@@ -402,13 +414,14 @@ def test_tokens_come_from_a_file_or_the_declarations(tmp_path: Path) -> None:
     assert from_module is not None and from_module.identify("t" * 20) is not None
 
 
-def test_auth_main_makes_a_token_and_its_entry() -> None:
+def test_eventdocs_token_makes_a_token_and_its_entry() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "eventdocs.http.auth", "ci", "read", "write"],
+        [sys.executable, "-m", "eventdocs", "token", "ci", "read", "write"],
         capture_output=True,
         text=True,
         check=True,
     )
+    assert "Warning" not in done.stderr
     token = done.stderr.rsplit(": ", 1)[1].strip()
     tokens = load_tokens([json.loads(done.stdout)])
     found = tokens.identify(token)

@@ -82,7 +82,7 @@ async def test_delete_answers_204_and_the_document_is_gone(durable_api: Api) -> 
 async def test_if_match_accepts_every_etag_form(api: Api) -> None:
     doc = await api.create(post())
     path = f"/v1/post/{doc['id']}"
-    for rev, header in enumerate(['"1"', "2", 'W/"3"', "*"], start=1):
+    for rev, header in enumerate(['"1"', "2", '"9", "3"', "*"], start=1):
         result = await api.client.simulate_put(
             path, json={"title": f"v{rev}"}, headers={"If-Match": header}
         )

@@ -28,7 +28,7 @@ async def test_bad_json_answers_400(api: Api) -> None:
 
 
 async def test_unknown_routes_and_documents_answer_404(api: Api) -> None:
-    for path in ("/", "/v1/nope", "/v9/post", "/v1/post/a/b/c", "/v1/post/missing"):
+    for path in ("/nope", "/v1/nope", "/v9/post", "/v1/post/a/b/c", "/v1/post/missing"):
         assert_problem(await api.client.simulate_get(path), 404)
     assert_problem(await api.client.simulate_put("/v1/post/missing", json={"title": "x"}), 404)
     assert_problem(await api.client.simulate_delete("/v1/post/missing"), 404)

@@ -143,6 +143,19 @@ async def test_sort_page_fields_and_total(api: Api) -> None:
     assert body["resources"] == [{"author": "ann"}]
 
 
+async def test_link_next_is_followed_to_the_end(api: Api) -> None:
+    await fill(api)
+    seen, url = [], "/views/posts_per_author?sort=author&limit=3"
+    while url:
+        path, _, query = url.partition("?")
+        page = await api.client.simulate_get(path, query_string=query)
+        assert page.status_code == 200
+        seen += [r["author"] for r in page.json["resources"]]
+        link = page.headers.get("link")
+        url = link[link.index("<") + 1 : link.index(">")] if link else ""
+    assert len(seen) == page.json["total"] == 4 and len(set(seen)) == 4
+
+
 @pytest.mark.parametrize(
     ("params", "path"),
     [
@@ -179,10 +192,17 @@ async def test_one_row_by_key_with_an_etag_that_follows_the_row(api: Api) -> Non
     assert first.json == {"author": "ann", "posts": 2, "latest": t("2024-03-01T00:00:00Z")}
     again = await api.client.simulate_get("/views/posts_per_author/ann")
     assert again.headers["etag"] == first.headers["etag"]
+    held = {"If-None-Match": first.headers["etag"]}
+    unchanged = await api.client.simulate_get("/views/posts_per_author/ann", headers=held)
+    assert unchanged.status_code == 304 and unchanged.headers["etag"] == first.headers["etag"]
+    head = await api.client.simulate_head("/views/posts_per_author/ann")
+    assert head.status_code == 200 and head.headers["etag"] == first.headers["etag"]
     await api.create({"title": "g", "blog": 1, "author": "ann", "published": True})
     changed = await api.client.simulate_get("/views/posts_per_author/ann")
     assert changed.json["posts"] == 3
     assert changed.headers["etag"] != first.headers["etag"]
+    moved = await api.client.simulate_get("/views/posts_per_author/ann", headers=held)
+    assert moved.status_code == 200
     assert_problem(await api.client.simulate_get("/views/posts_per_author/zed"), 404)
     bad = await api.client.simulate_get("/views/posts_per_author/ann", params={"limit": "1"})
     assert_problem(bad, 400)

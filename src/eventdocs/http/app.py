@@ -9,13 +9,14 @@ The service is started and stopped by the ASGI lifespan, so the projector
 and the scheduler live exactly as long as the server. Routes, for each
 resource version, are ``/v{version}/{name}`` plus the standard sub-routes of
 :mod:`eventdocs.http.routes` and the resource's custom requests; then
-``/openapi.json`` and ``/healthz``. Anything else is a problem+json 404.
+``/openapi.json``, ``/healthz``, ``/readyz``, ``/metrics``, ``/docs`` and ``/``.
+Anything else is a problem+json 404.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import falcon
@@ -24,8 +25,11 @@ import falcon.asgi
 from eventdocs.errors import DeclarationError, ErrorDetail
 from eventdocs.http.auth import BearerAuth, Tokens, secure_openapi
 from eventdocs.http.custom import CustomResource, route_template
+from eventdocs.http.docs import DocsResource, IndexResource
 from eventdocs.http.errors import install_error_handlers
-from eventdocs.http.health import HealthResource
+from eventdocs.http.health import HealthResource, ReadyResource
+from eventdocs.http.metrics import Metrics, MetricsResource
+from eventdocs.http.middleware import HeadAsGet, RequestLog
 from eventdocs.http.openapi import openapi_document
 from eventdocs.http.routes import (
     COLLECTION_ROUTES,
@@ -66,18 +70,41 @@ class _OpenAPIResource:
         resp.data = self.document
 
 
-def create_app(service: Service, *, max_body: int = 1 << 20, tokens: Tokens | None = None) -> App:
+# Response headers a browser script may read on a cross-origin answer.
+CORS_EXPOSED = ("ETag", "Location", "Link", "X-Request-ID", "Preference-Applied")
+
+
+def create_app(
+    service: Service,
+    *,
+    max_body: int = 1 << 20,
+    tokens: Tokens | None = None,
+    cors_origins: Sequence[str] = (),
+    access_log: bool = False,
+) -> App:
     """A falcon ASGI app serving ``service``'s resources (bodies up to ``max_body`` bytes).
 
     With ``tokens`` every request but ``/healthz`` needs a bearer token with
     the scope it implies (:mod:`eventdocs.http.auth`); without, anyone who
     can connect may do anything. The other limits are ``service.limits``.
+    ``cors_origins`` (``"*"`` for any) turns CORS on for those origins; it is
+    off by default. ``access_log`` writes one ``eventdocs.access`` record per
+    request.
 
     Raises:
         DeclarationError: a custom request's endpoint collides with a standard route,
             or a token is granted scopes on a resource that is not served.
     """
-    middleware: list[Any] = [_Lifespan(service)]
+    metrics = Metrics()
+    middleware: list[Any] = [
+        _Lifespan(service),
+        HeadAsGet(),
+        RequestLog(access=access_log),
+        metrics,
+    ]
+    if cors_origins:
+        origins = "*" if "*" in cors_origins else list(cors_origins)
+        middleware.append(falcon.CORSMiddleware(allow_origins=origins, expose_headers=CORS_EXPOSED))
     document = openapi_document(service.specs)
     views_openapi(document, service.views)
     limit = document["components"]["parameters"]["Limit"]["schema"]
@@ -94,7 +121,13 @@ def create_app(service: Service, *, max_body: int = 1 << 20, tokens: Tokens | No
         _mount(app, service, spec, max_body)
     mount_views(app, service)
     app.add_route("/healthz", HealthResource(service))
+    app.add_route("/readyz", ReadyResource(service))
+    app.add_route("/metrics", MetricsResource(service, metrics))
     app.add_route("/openapi.json", _OpenAPIResource(encode(document)))
+    docs = DocsResource()
+    app.add_route("/docs", docs)
+    app.add_route("/docs/static/{name}", docs, suffix="static")
+    app.add_route("/", IndexResource([s.prefix for s in service.specs]))
     return app
 
 

@@ -10,8 +10,8 @@ list in a Python target::
         {"name": "ops", "token": "plain text works too", "scopes": {"*": ["admin"]}}
     ]}
 
-Only digests are kept (store ``sha256`` where you can; ``python -m
-eventdocs.http.auth NAME`` makes a token and its entry). A request's token is
+Only digests are kept (store ``sha256`` where you can; ``eventdocs token
+NAME SCOPE...`` makes a token and its entry). A request's token is
 hashed and compared with every known digest by :func:`hmac.compare_digest`,
 never stopping early, so the time taken says nothing about which digest came
 close; the token itself is never logged nor echoed.
@@ -65,6 +65,7 @@ __all__ = [
     "Tokens",
     "hash_token",
     "load_tokens",
+    "new_token",
     "read_tokens_file",
     "secure_openapi",
     "tokens_of_target",
@@ -243,6 +244,10 @@ def _unauthorized(detail: str, error: str | None = None) -> ProblemError:
     )
 
 
+def _preflight(req: falcon.asgi.Request) -> bool:
+    return req.method == "OPTIONS" and req.get_header("Access-Control-Request-Method") is not None
+
+
 class BearerAuth:
     """Falcon middleware: authenticate every request but ``/healthz``, then check scopes.
 
@@ -269,8 +274,10 @@ class BearerAuth:
         resource: object,
         params: dict[str, Any],
     ) -> None:
-        if isinstance(resource, HealthResource):
-            return
+        if isinstance(resource, HealthResource) or getattr(resource, "public", False):
+            return  # liveness, readiness, the docs page: no data
+        if _preflight(req):
+            return  # CORS preflights carry no credentials
         header = req.get_header("Authorization")
         if header is None:
             raise _unauthorized("a bearer token is required (Authorization: Bearer <token>)")
@@ -322,12 +329,13 @@ class BearerAuth:
     @staticmethod
     def _forbidden(token: Token, needed: set[str], where: str) -> ProblemError:
         wanted = " and ".join(sorted(needed))
+        scope = " ".join(sorted(needed))  # RFC 6750 section 3: space-delimited
         return ProblemError(
             403,
             f"token {token.name!r} lacks the {wanted} scope on {where}",
             [ErrorDetail("Authorization", f"needs {wanted} on {where}")],
             headers={
-                "WWW-Authenticate": f'{_CHALLENGE}, error="insufficient_scope", scope="{wanted}"'
+                "WWW-Authenticate": f'{_CHALLENGE}, error="insufficient_scope", scope="{scope}"'
             },
         )
 
@@ -363,16 +371,31 @@ def secure_openapi(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def new_token(
+    name: str, scopes: Sequence[str], resource: str = ANY_RESOURCE
+) -> tuple[str, dict[str, Any]]:
+    """A new random token and its tokens-file entry (which keeps only its digest).
+
+    Raises:
+        DeclarationError: an unknown scope or an empty name.
+    """
+    token = secrets.token_urlsafe(32)
+    entry = {"name": name, "sha256": hash_token(token), "scopes": {resource: list(scopes)}}
+    load_tokens([entry])  # the scopes are valid
+    return token, entry
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m eventdocs.http.auth NAME [SCOPE...]``: a new token and its file entry."""
+    """``python -m eventdocs.http.auth NAME [SCOPE...]``; ``eventdocs token`` is the same."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0].startswith("-"):
-        print("usage: python -m eventdocs.http.auth NAME [SCOPE...]", file=sys.stderr)
+        print("usage: eventdocs token NAME [SCOPE...]", file=sys.stderr)
         raise SystemExit(2)
-    name, scopes = args[0], args[1:] or ["read"]
-    token = secrets.token_urlsafe(32)
-    entry = {"name": name, "sha256": hash_token(token), "scopes": {ANY_RESOURCE: scopes}}
-    load_tokens([entry])  # the scopes are valid
+    try:
+        token, entry = new_token(args[0], args[1:] or ["read"])
+    except DeclarationError as exc:
+        print(f"eventdocs: error: {exc.detail}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(f"token (give it to the client; it is not stored): {token}", file=sys.stderr)
     print(json.dumps(entry))
 

@@ -33,6 +33,11 @@ TIME_SCHEMA: Final = {
     "anyOf": [{"format": "date-time"}, {"pattern": r"^-?\d{1,12}(\.\d+)?$"}],
     "description": TIME_TEXT,
 }
+# The same as one pattern, for parameters: client generators reject an anyOf in a header.
+TIME_PATTERN: Final = (
+    r"^(?:-?\d{1,12}(?:\.\d+)?"
+    r"|\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2}))$"
+)
 MAX_INTEGER: Final = 2**62
 _ACTIONS: Final = ["create", "update", "delete", "revert", "cancel"]
 PROBLEM_TITLES: Final = {
@@ -94,7 +99,7 @@ def time_parameter(name: str, where: str, description: str) -> dict[str, Any]:
         "name": name,
         "in": where,
         "description": f"{description}: {TIME_TEXT}.",
-        "schema": {k: v for k, v in TIME_SCHEMA.items() if k != "description"},
+        "schema": {"type": "string", "pattern": TIME_PATTERN},
         "examples": {
             "rfc3339": {"value": "2030-01-01T00:00:00Z"},
             "epoch": {"value": "1893456000"},
@@ -111,8 +116,24 @@ def common_parameters() -> dict[str, Any]:
         "IfMatch": {
             "name": "If-Match",
             "in": "header",
-            "description": 'The _rev the document must be at ("3", 3 or W/"3"); else 412.',
-            "schema": {"type": "string", "pattern": r'^\s*(\*|(W/)?"?\d{1,18}"?)\s*$'},
+            "description": 'ETags the document must be at ("3", or a list "3", "4"); else'
+            ' 412. A weak ETag (W/"3") never matches.',
+            "schema": {
+                "type": "string",
+                "pattern": r'^\s*(\*|\d{1,18}|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$',
+            },
+        },
+        "IfNoneMatch": {
+            "name": "If-None-Match",
+            "in": "header",
+            "description": "ETags (or *) the client holds: a match answers 304 without a body.",
+            "schema": {"type": "string"},
+        },
+        "Prefer": {
+            "name": "Prefer",
+            "in": "header",
+            "description": "return=minimal: answer without the document (204 with ETag).",
+            "schema": {"type": "string", "enum": ["return=minimal", "return=representation"]},
         },
         "IdempotencyKey": {
             "name": "Idempotency-Key",
@@ -137,13 +158,13 @@ def common_parameters() -> dict[str, Any]:
 
 def common_schemas() -> dict[str, Any]:
     time = {"type": "string", "format": "date-time"}
-    event = {
+    event: dict[str, Any] = {
         "type": "object",
         "properties": {
             "seq": {"type": "integer", "minimum": 1},
             "resource": {"type": "string"},
             "id": {"type": "string"},
-            "action": {"enum": _ACTIONS},
+            "action": {"type": "string", "enum": _ACTIONS},
             "toa": time,
             "recorded_at": time,
             "body": {"type": ["object", "null"]},
@@ -153,14 +174,17 @@ def common_schemas() -> dict[str, Any]:
         },
         "required": ["seq", "resource", "id", "action", "toa", "recorded_at"],
     }
+    # Event's properties spelled out again rather than allOf: generators drop an allOf
+    # that adds properties.
     revision = {
-        "allOf": [{"$ref": f"{REF}/schemas/Event"}],
+        "type": "object",
         "properties": {
-            "outcome": {"enum": ["applied", "failed", "cancelled", "pending"]},
+            **event["properties"],
+            "outcome": {"type": "string", "enum": ["applied", "failed", "cancelled", "pending"]},
             "reason": {"type": "string"},
             "rev": {"type": "integer", "minimum": 1},
         },
-        "required": ["outcome"],
+        "required": [*event["required"], "outcome"],
     }
     problem = {
         "type": "object",

@@ -36,6 +36,7 @@ from eventdocs.resources import CustomRequest, ResourceSpec
 __all__ = ["openapi_document"]
 
 _COUNT = {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}
+_LINK = {"$ref": f"{REF}/headers/Link"}
 
 
 def openapi_document(specs: Sequence[ResourceSpec]) -> dict[str, Any]:
@@ -78,13 +79,41 @@ def openapi_document(specs: Sequence[ResourceSpec]) -> dict[str, Any]:
             "responses": {str(s): problem_response(s) for s in PROBLEM_TITLES},
             "headers": {
                 "ETag": {
-                    "description": 'The document\'s _rev, quoted: "3"',
+                    "description": 'The document\'s _rev, quoted: "3"; "3-1a2b3c4d" for a'
+                    " ?fields subset",
                     "required": True,
                     "schema": {"type": "string"},
-                }
+                },
+                "Link": {
+                    "description": 'The next page, when there is one: </path?...>; rel="next"',
+                    "schema": {"type": "string"},
+                },
             },
         },
     }
+
+
+def filter_params(fields: Iterable[tuple[str, Field]]) -> list[dict[str, Any]]:
+    """The ``field__op`` query parameters of section 4 for ``fields`` (resources and views)."""
+    params: list[dict[str, Any]] = []
+    for name, f in fields:
+        for op in f.operators:
+            value = _filter_schema(f)
+            one: dict[str, Any] = {"name": f"{name}__{op}", "in": "query"}
+            if op == "null":
+                value = {"type": "boolean"}
+            elif op in ("in", "notin"):
+                if value.get("type") == "string":
+                    # commas separate values; one with a comma is "quoted"
+                    value = {**value, "pattern": '^[^,"]+$'}
+                value = {"type": "array", "items": value, "minItems": 1}
+                one.update(style="form", explode=False)
+            one["schema"] = value
+            one["description"] = f"{op} ({', '.join(f.operators)} allowed on {name})"
+            params.append(one)
+            if op == "equal":
+                params.append({**one, "name": name, "description": f"{name} equals"})
+    return params
 
 
 def _filter_schema(field: Field) -> dict[str, Any]:
@@ -245,7 +274,9 @@ class _Resource:
                 "query",
                 f"Query {spec.name} documents",
                 {
-                    "200": json_content("Matches", page(self.ref(self.document_schema("query")))),
+                    "200": json_content(
+                        "Matches", page(self.ref(self.document_schema("query"))), Link=_LINK
+                    ),
                     "400": problem(400),
                 },
                 parameters=self.query_params(),
@@ -269,7 +300,10 @@ class _Resource:
         document: dict[str, Any] = {"parameters": [id_param]}
         updated = {
             "200": self.doc_response("update", "Updated"),
-            "204": {"description": "In effect, but the document does not exist now"},
+            "204": {
+                "description": "In effect, without a body: Prefer: return=minimal, or the"
+                " document does not exist now"
+            },
             **scheduled,
             **problems,
             "404": problem(404),
@@ -282,24 +316,33 @@ class _Resource:
                 f"Get a {spec.name} (now, as_of, known_at)",
                 {
                     "200": self.doc_response("get", "The document"),
+                    "304": {
+                        "description": "Not modified: If-None-Match names the current ETag",
+                        "headers": {"ETag": {"$ref": f"{REF}/headers/ETag"}},
+                    },
                     "400": problem(400),
                     "404": problem(404),
                 },
-                parameters=[param("AsOf"), param("KnownAt"), self.fields_param("get")],
+                parameters=[
+                    param("AsOf"),
+                    param("KnownAt"),
+                    self.fields_param("get"),
+                    param("IfNoneMatch"),
+                ],
             )
         if "update" in requests:
             document["put"] = self.op(
                 "update",
                 "Set the given fields ($set)",
                 dict(updated),
-                parameters=self.write_params("IfMatch"),
+                parameters=self.write_params("IfMatch", "Prefer"),
                 requestBody=self.body(self.ref(f"{self.key}_update")),
             )
             document["patch"] = self.op(
                 "patch",
                 "Apply a JSON merge patch (RFC 7396)",
                 dict(updated),
-                parameters=self.write_params("IfMatch"),
+                parameters=self.write_params("IfMatch", "Prefer"),
                 requestBody=self.body(
                     self.ref(f"{self.key}_merge"),
                     "application/json",
@@ -324,7 +367,7 @@ class _Resource:
                     "revert",
                     "Revert to a revision or a time (appends a revert)",
                     updated,
-                    parameters=self.write_params("IfMatch", "IdempotencyKey"),
+                    parameters=self.write_params("IfMatch", "IdempotencyKey", "Prefer"),
                     requestBody=self.body(self.ref("Revert")),
                 ),
             }
@@ -336,7 +379,7 @@ class _Resource:
                     "scheduled",
                     "Writes recorded but not yet in effect",
                     {
-                        "200": json_content("Pending events", self.ref("EventPage")),
+                        "200": json_content("Pending events", self.ref("EventPage"), Link=_LINK),
                         "400": problem(400),
                     },
                     parameters=[param("Limit"), param("Offset")],
@@ -366,7 +409,7 @@ class _Resource:
                 "revisions",
                 "The document's events with their outcomes",
                 {
-                    "200": json_content("Revisions", self.ref("RevisionPage")),
+                    "200": json_content("Revisions", self.ref("RevisionPage"), Link=_LINK),
                     "400": problem(400),
                     "404": problem(404),
                 },
@@ -454,23 +497,7 @@ class _Resource:
         }
 
     def query_params(self) -> list[dict[str, Any]]:
-        params: list[dict[str, Any]] = []
-        for name, f in _filterable(self.spec):
-            for op in f.operators:
-                value = _filter_schema(f)
-                one: dict[str, Any] = {"name": f"{name}__{op}", "in": "query"}
-                if op == "null":
-                    value = {"type": "boolean"}
-                elif op in ("in", "notin"):
-                    if value.get("type") == "string":
-                        value = {**value, "pattern": "^[^,]+$"}  # commas separate values
-                    value = {"type": "array", "items": value, "minItems": 1}
-                    one.update(style="form", explode=False)
-                one["schema"] = value
-                one["description"] = f"{op} ({', '.join(f.operators)} allowed on {name})"
-                params.append(one)
-                if op == "equal":
-                    params.append({**one, "name": name, "description": f"{name} equals"})
+        params = filter_params(_filterable(self.spec))
         sortable = ["id", *(n for n, f in self.spec.fields.items() if f.sortable and n != "id")]
         params.append(
             {
@@ -483,6 +510,13 @@ class _Resource:
         params += [
             param("Limit"),
             param("Offset"),
+            {
+                "name": "after",
+                "in": "query",
+                "description": "Keyset cursor: the documents whose id sorts after this one,"
+                " in id order (no other sort, no offset).",
+                "schema": {"type": "string"},
+            },
             self.fields_param("query"),
             param("AsOf"),
             param("KnownAt"),

@@ -2,14 +2,18 @@
 
 ``field=value`` is ``equal``; ``field__op=value`` applies ``op``, which the
 field must declare. Values are parsed by the field's type, ``in``/``notin``
-take comma-separated values or a repeated parameter, ``sort`` takes fields
+take comma-separated values or a repeated parameter (a value holding a comma
+is double-quoted, CSV style: ``?author__in="Smith, Ann",bob``, with ``""``
+for a quote inside quotes), ``sort`` takes fields
 with ``-`` for descending. Every mistake is a 400 whose ``errors`` name the
 parameter (``?title__equal``) and say what is allowed, and nothing unknown is
-silently ignored.
+silently ignored. ``after=ID`` is a keyset cursor: the documents whose id
+sorts after ID, in id order (stable under concurrent writes, unlike offset).
 """
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable, Sequence
 from typing import Final, NamedTuple
 from urllib.parse import parse_qsl
@@ -39,7 +43,7 @@ __all__ = [
 DEFAULT_LIMIT: Final = 50
 READ_PARAMETERS: Final = frozenset({"as_of", "known_at"})
 PAGE_PARAMETERS: Final = frozenset({"limit", "offset"})
-QUERY_PARAMETERS: Final = READ_PARAMETERS | PAGE_PARAMETERS | {"sort", "fields"}
+QUERY_PARAMETERS: Final = READ_PARAMETERS | PAGE_PARAMETERS | {"sort", "fields", "after"}
 _LIST_OPERATORS: Final = frozenset({"in", "notin"})
 _LIMITS: Final = Limits()
 
@@ -167,7 +171,7 @@ def parse_query(
         op = op if sep else "equal"
         field = _filterable(spec, name, field_name, op)
         if op in _LIST_OPERATORS:
-            parts = [p for p in value.split(",") if p != ""] if value else []
+            parts = _list_values(name, value)
             items = lists.setdefault((field_name, op), [])
             items.extend(_value(field, name, part) for part in parts)
             if not parts:
@@ -186,15 +190,37 @@ def parse_query(
         if field_name == "id" and kind == "integer":
             items, kind = [str(i) for i in items], "text"
         filters.append(Filter(field_name, op, list(dict.fromkeys(items)), kind))
+    sort = _sort(spec, _single(params, "sort"))
+    after = _single(params, "after")
+    if after is not None:
+        # A keyset cursor: the documents after this id, in id order.
+        if any(key.field != "id" or key.descending for key in sort):
+            raise _bad("after", "pages by id: give no sort, or sort=id")
+        if _single(params, "offset") is not None:
+            raise _bad("after", "give after or offset, not both")
+        filters.append(Filter("id", "gt", after, spec.field_for("id").kind))
     query = Query(
         filters=tuple(filters),
-        sort=_sort(spec, _single(params, "sort")),
+        sort=sort,
         limit=_integer(params, "limit", min(DEFAULT_LIMIT, max_limit), max_limit),
         offset=_integer(params, "offset", 0, 2**62),
         fields=parse_fields(spec, _single(params, "fields"), extra_fields),
         max_bytes=limits.answer_bytes,
     )
     return query, _read_times(params)
+
+
+def _list_values(param: str, text: str) -> list[str]:
+    """The values of one ``in``/``notin`` parameter: comma-separated, CSV quoting."""
+    if not text:
+        return []
+    if '"' not in text:
+        return [p for p in text.split(",") if p != ""]
+    try:
+        rows = list(csv.reader([text], strict=True))
+    except csv.Error:
+        raise _bad(param, 'unbalanced quotes; quote a value with commas as "a,b"') from None
+    return [p for row in rows for p in row if p != ""]
 
 
 def _check_complexity(params: Sequence[tuple[str, str]], limits: Limits) -> None:

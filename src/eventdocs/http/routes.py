@@ -32,8 +32,10 @@ from eventdocs.errors import (
     InvalidRequest,
     NotAllowed,
     NotFound,
+    PreconditionFailed,
     ValidationFailed,
 )
+from eventdocs.http.conventions import link_next, minimal
 from eventdocs.http.custom import Extender, extender
 from eventdocs.http.errors import problem_for
 from eventdocs.http.query import (
@@ -47,7 +49,9 @@ from eventdocs.http.query import (
 from eventdocs.http.wire import (
     JSON,
     MERGE_PATCH,
-    if_match,
+    etag_of,
+    if_match_list,
+    if_none_match,
     location,
     project,
     read_json,
@@ -130,9 +134,9 @@ class _Resource:
         self.documents = documents
         self.spec = documents.spec
         self.prefix = documents.spec.prefix
-        self.clock = documents.service.clock
+        self.clock = documents.clock
         self.max_body = max_body
-        self.max_limit = documents.service.limits.query_limit
+        self.max_limit = documents.limits.query_limit
         self.extenders: dict[str, Extender | None] = {
             r: extender(self.spec, r, documents) for r in ("query", "get", "create", "update")
         }
@@ -166,7 +170,12 @@ class _Resource:
             return None
 
     async def _answer(
-        self, resp: falcon.asgi.Response, result: WriteResult, request: str, status: int = 200
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        result: WriteResult,
+        request: str,
+        status: int = 200,
     ) -> None:
         if result.scheduled:
             send(resp, render_event(result.event), 202)
@@ -177,7 +186,43 @@ class _Resource:
             return
         if status == 201:
             resp.set_header("Location", location(self.prefix, doc.id))
+        if minimal(req, resp):
+            send(resp, None, 201 if status == 201 else 204, etag=doc.rev)
+            return
         send(resp, await self._render(doc, request), status, etag=doc.rev)
+
+    async def _if_match(
+        self, req: falcon.asgi.Request, doc_id: str, toa: int | None = None
+    ) -> int | None:
+        """The revision to make a write conditional on, from an ``If-Match`` list.
+
+        The document API checks one revision atomically with the append: the
+        current one when the list names it (a change in between answers 412,
+        as it should), else the first, which fails with the current revision
+        in the problem. A scheduled write's revision is decided at its TOA,
+        when no one can pick from a list: it takes one ETag (400 otherwise).
+        """
+        revs = if_match_list(req)
+        if revs is None:
+            return None
+        if not revs:
+            raise PreconditionFailed(
+                "If-Match names no strong ETag (a weak ETag never matches)",
+                [ErrorDetail("If-Match", 'use the strong ETag, such as "3"')],
+            )
+        if len(set(revs)) > 1 and toa is not None and toa > self.clock.now():
+            raise InvalidRequest(
+                "a scheduled write is checked at its time of action: If-Match takes one ETag",
+                [ErrorDetail("If-Match", "one ETag with a future Caesium-TOA")],
+            )
+        if len(revs) > 1:
+            try:
+                current = (await self.documents.get(doc_id)).rev
+            except NotFound:
+                return revs[0]
+            if current in revs:
+                return current
+        return revs[0]
 
 
 class CollectionResource(_Resource):
@@ -203,10 +248,12 @@ class CollectionResource(_Resource):
             pairs(req.query_string),
             self.extra_fields["query"],
             max_limit=self.max_limit,
-            limits=self.documents.service.limits,
+            limits=self.documents.limits,
         )
         page = await self.documents.query(query, as_of=times.as_of, known_at=times.known_at)
         items = [await self._render(doc, "query", query.fields) for doc in page.items]
+        last_id = page.items[-1].id if page.items else None
+        link_next(req, resp, query.offset, len(items), page.total, last_id=last_id)
         send(resp, {"total": page.total, "resources": items})
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -215,7 +262,7 @@ class CollectionResource(_Resource):
         key = req.get_header("Idempotency-Key")
         body = await read_json(req, self.max_body)
         result = await self.documents.create(body, toa=toa, idempotency_key=key)
-        await self._answer(resp, result, "create", 201)
+        await self._answer(req, resp, result, "create", 201)
 
     async def on_post_bulk(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         reject_unknown(pairs(req.query_string))
@@ -250,6 +297,7 @@ class CollectionResource(_Resource):
     async def on_get_scheduled(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         page = parse_page(pairs(req.query_string), max_limit=self.max_limit)
         total, events = await self.documents.scheduled(limit=page.limit, offset=page.offset)
+        link_next(req, resp, page.offset, len(events), total)
         send(resp, {"total": total, "resources": [render_event(e) for e in events]})
 
     async def on_delete_cancel(
@@ -288,7 +336,12 @@ class DocumentResource(_Resource):
             doc = await self.documents.get(id, as_of=times.as_of, known_at=times.known_at)
         else:
             doc = await self.documents.get(id)
-        send(resp, await self._render(doc, "get", fields), etag=doc.rev)
+        etag = etag_of(doc.rev, fields)
+        if if_none_match(req, etag):
+            resp.status = 304
+            resp.set_header("ETag", etag)
+            return
+        send(resp, await self._render(doc, "get", fields), etag=etag)
 
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str) -> None:
         await self._update(req, resp, id, merge=False)
@@ -300,17 +353,19 @@ class DocumentResource(_Resource):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, doc_id: str, *, merge: bool
     ) -> None:
         reject_unknown(pairs(req.query_string))
-        toa, match = toa_header(req), if_match(req)
+        toa = toa_header(req)
+        match = await self._if_match(req, doc_id, toa)
         media = (JSON, MERGE_PATCH) if merge else (JSON,)
         body = await read_json(req, self.max_body, media=media)
         result = await self.documents.update(doc_id, body, merge=merge, toa=toa, if_match=match)
-        await self._answer(resp, result, "update")
+        await self._answer(req, resp, result, "update")
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str
     ) -> None:
         reject_unknown(pairs(req.query_string))
-        toa, match = toa_header(req), if_match(req)
+        toa = toa_header(req)
+        match = await self._if_match(req, id, toa)
         result = await self.documents.delete(id, toa=toa, if_match=match)
         if result.scheduled:
             send(resp, render_event(result.event), 202)
@@ -324,6 +379,7 @@ class DocumentResource(_Resource):
         total, chosen = await self.documents.revisions_page(
             id, limit=page.limit, offset=page.offset
         )
+        link_next(req, resp, page.offset, len(chosen), total)
         send(resp, {"total": total, "resources": [render_revision(r) for r in chosen]})
 
     async def on_get_revision(
@@ -337,7 +393,8 @@ class DocumentResource(_Resource):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str
     ) -> None:
         reject_unknown(pairs(req.query_string))
-        toa, match = toa_header(req), if_match(req)
+        toa = toa_header(req)
+        match = await self._if_match(req, id, toa)
         key = req.get_header("Idempotency-Key")
         body = struct_from(RevertBody, await read_json(req, self.max_body), "the revert request")
         if (body.to_revision is None) == (body.as_of is None):
@@ -359,7 +416,7 @@ class DocumentResource(_Resource):
             if_match=match,
             idempotency_key=key,
         )
-        await self._answer(resp, result, "update")
+        await self._answer(req, resp, result, "update")
 
     async def on_get_diff(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str

@@ -20,7 +20,8 @@ import falcon.asgi
 
 from eventdocs.errors import ErrorDetail, InvalidRequest
 from eventdocs.http.components import REF, json_content, page, param, problem
-from eventdocs.http.openapi import _filter_schema, _names_pattern
+from eventdocs.http.conventions import link_next
+from eventdocs.http.openapi import _names_pattern, filter_params
 from eventdocs.http.query import (
     QUERY_PARAMETERS,
     ReadTimes,
@@ -29,7 +30,7 @@ from eventdocs.http.query import (
     parse_query,
     parse_read,
 )
-from eventdocs.http.wire import encode, send
+from eventdocs.http.wire import encode, if_none_match, send
 from eventdocs.projections.declared import DeclaredView
 from eventdocs.projections.reading import find_view, read_row, read_rows, view_spec
 from eventdocs.projections.views import View
@@ -117,6 +118,7 @@ class ViewResource:
         result = await read_rows(
             self.service, view, query, as_of=times.as_of, known_at=times.known_at
         )
+        link_next(req, resp, query.offset, len(result.rows), result.total)
         send(resp, {"total": result.total, "resources": result.rows})
 
     async def on_get_row(
@@ -125,8 +127,12 @@ class ViewResource:
         view = find_view(self.service, name)
         times = parse_read(pairs(req.query_string))
         row = await read_row(self.service, view, key, as_of=times.as_of, known_at=times.known_at)
-        send(resp, row)
-        resp.set_header("ETag", _etag(row))
+        etag = _etag(row)
+        if if_none_match(req, etag):
+            resp.status = 304
+            resp.set_header("ETag", etag)
+            return
+        send(resp, row, etag=etag)
 
 
 def mount_views(app: falcon.asgi.App[Any, Any], service: Service) -> None:
@@ -154,23 +160,7 @@ def _row_schema(view: View) -> dict[str, Any]:
 
 
 def _query_params(view: View) -> list[dict[str, Any]]:
-    params: list[dict[str, Any]] = []
-    for name, f in view.fields.items():
-        for op in f.operators:
-            value = _filter_schema(f)
-            one: dict[str, Any] = {"name": f"{name}__{op}", "in": "query"}
-            if op == "null":
-                value = {"type": "boolean"}
-            elif op in ("in", "notin"):
-                if value.get("type") == "string":
-                    value = {**value, "pattern": "^[^,]+$"}
-                value = {"type": "array", "items": value, "minItems": 1}
-                one.update(style="form", explode=False)
-            one["schema"] = value
-            one["description"] = f"{op} ({', '.join(f.operators)} allowed on {name})"
-            params.append(one)
-            if op == "equal":
-                params.append({**one, "name": name, "description": f"{name} equals"})
+    params = filter_params(view.fields.items())
     sortable = [n for n, f in view.fields.items() if f.sortable]
     if sortable:
         params.append(
@@ -241,9 +231,9 @@ def views_openapi(document: dict[str, Any], views: Sequence[View]) -> None:
             "(several fields: their values, comma-separated)",
             "schema": {"type": "string"},
         }
-        row_params: list[dict[str, Any]] = []
+        row_params: list[dict[str, Any]] = [param("IfNoneMatch")]
         if isinstance(view, DeclaredView):
-            row_params = [param("AsOf"), param("KnownAt")]
+            row_params += [param("AsOf"), param("KnownAt")]
         paths[f"/views/{view.name}"] = {
             "get": {
                 "operationId": f"view_{view.name}_query",
@@ -270,6 +260,10 @@ def views_openapi(document: dict[str, Any], views: Sequence[View]) -> None:
                         ref,
                         ETag={"description": "A digest of the row", "schema": {"type": "string"}},
                     ),
+                    "304": {
+                        "description": "Not modified: If-None-Match names the current ETag",
+                        "headers": {"ETag": {"$ref": f"{REF}/headers/ETag"}},
+                    },
                     "400": problem(400),
                     "404": problem(404),
                     "503": problem(503),

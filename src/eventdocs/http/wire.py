@@ -8,6 +8,7 @@ Internal times are integer microseconds; they leave as RFC 3339 with ``Z``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Collection, Sequence
@@ -18,7 +19,13 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from eventdocs.errors import ErrorDetail, InvalidRequest, LimitExceeded, ValidationFailed
+from eventdocs.errors import (
+    ErrorDetail,
+    InvalidRequest,
+    LimitExceeded,
+    PreconditionFailed,
+    ValidationFailed,
+)
 from eventdocs.events import Cancel, Create, Event, Revert, Update
 from eventdocs.fold import Result
 from eventdocs.http.errors import ProblemError
@@ -30,7 +37,10 @@ __all__ = [
     "MERGE_PATCH",
     "decode",
     "encode",
+    "etag_of",
     "if_match",
+    "if_match_list",
+    "if_none_match",
     "location",
     "project",
     "read_json",
@@ -49,7 +59,9 @@ TOA_HEADERS: Final = ("Caesium-TOA", "TOA")
 encode = msgspec.json.Encoder().encode
 _decoder: Final = msgspec.json.Decoder()
 T = TypeVar("T")
-_IF_MATCH = re.compile(r'\s*(?:W/)?"?(\d{1,18})"?\s*')
+# One entity tag of an If-Match/If-None-Match list: W/ (weak), then "…" or a bare revision.
+_ETAG = re.compile(r'\s*(W/)?(?:"([^"]*)"|(\d{1,18}))\s*(?:,|$)')
+_REV_TAG = re.compile(r"(\d{1,18})(?:-[0-9a-f]{8})?")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
@@ -179,26 +191,95 @@ def struct_from(kind: type[T], value: Any, what: str) -> T:
 
 
 def toa_header(req: falcon.asgi.Request) -> int | None:
-    """The time of action of ``Caesium-TOA`` (or its alias ``TOA``), if given."""
+    """The time of action of ``Caesium-TOA`` (or its alias ``TOA``), if given.
+
+    Both headers naming different times is a 400: which one was meant?
+    """
+    found: list[tuple[str, int]] = []
     for name in TOA_HEADERS:
         value = req.get_header(name)
         if value is not None:
-            return parse_time(value, path=name)
-    return None
+            found.append((name, parse_time(value, path=name)))
+    if len(found) == 2 and found[0][1] != found[1][1]:
+        raise InvalidRequest(
+            "Caesium-TOA and TOA name different times",
+            [ErrorDetail("TOA", "differs from Caesium-TOA; send one of them")],
+        )
+    return found[0][1] if found else None
 
 
-def if_match(req: falcon.asgi.Request) -> int | None:
-    """The revision ``If-Match`` names (``"3"``, ``3`` or ``W/"3"``); ``*`` is none."""
+def _entity_tags(header: str, name: str) -> list[tuple[bool, str]]:
+    """The ``(weak, opaque tag)`` pairs of an ETag list (RFC 9110 section 8.8.3)."""
+    tags: list[tuple[bool, str]] = []
+    position = 0
+    while position < len(header):
+        found = _ETAG.match(header, position)
+        if found is None or found.end() == position:
+            raise InvalidRequest(
+                f"{name} is not a list of ETags",
+                [ErrorDetail(name, 'expected ETags such as "3", W/"3" or *')],
+            )
+        tags.append((found.group(1) is not None, found.group(2) or found.group(3) or ""))
+        position = found.end()
+    return tags
+
+
+def etag_of(rev: int, fields: Sequence[str] | None = None) -> str:
+    """The ETag of a document at ``rev``: ``"3"``; ``"3-1a2b3c4d"`` for a ``?fields`` subset.
+
+    A subset is another representation, so it has another strong tag; its
+    digits still name the revision, and ``If-Match`` accepts it as such.
+    """
+    if fields is None:
+        return f'"{rev}"'
+    digest = hashlib.sha1(",".join(fields).encode(), usedforsecurity=False).hexdigest()
+    return f'"{rev}-{digest[:8]}"'
+
+
+def if_match_list(req: falcon.asgi.Request) -> list[int] | None:
+    """The revisions ``If-Match`` names; ``None`` without the header or for ``*``.
+
+    Weak tags never match in ``If-Match`` (RFC 9110 section 13.1.1), so they
+    name nothing: a list of weak tags only is an empty list, which nothing
+    matches.
+    """
     value = req.get_header("If-Match")
     if value is None or value.strip() == "*":
         return None
-    found = _IF_MATCH.fullmatch(value)
-    if found is None:
-        raise InvalidRequest(
-            "If-Match is not a revision",
-            [ErrorDetail("If-Match", 'expected an ETag such as "3"')],
+    revs: list[int] = []
+    for weak, tag in _entity_tags(value, "If-Match"):
+        rev = _REV_TAG.fullmatch(tag)
+        if not weak and rev is not None:
+            revs.append(int(rev.group(1)))
+    return revs
+
+
+def if_match(req: falcon.asgi.Request) -> int | None:
+    """The one revision ``If-Match`` names (``"3"``, ``3``); ``*`` is none.
+
+    Raises:
+        PreconditionFailed: (412) the header names only weak or foreign tags.
+    """
+    revs = if_match_list(req)
+    if revs is None:
+        return None
+    if not revs:
+        raise PreconditionFailed(
+            "If-Match names no current revision (a weak ETag never matches)",
+            [ErrorDetail("If-Match", 'use the strong ETag, such as "3"')],
         )
-    return int(found.group(1))
+    return revs[0]
+
+
+def if_none_match(req: falcon.asgi.Request, etag: str) -> bool:
+    """Whether ``If-None-Match`` matches ``etag`` (weak comparison; ``*`` matches)."""
+    value = req.get_header("If-None-Match")
+    if value is None:
+        return False
+    if value.strip() == "*":
+        return True
+    mine = etag.removeprefix("W/").strip('"')
+    return any(tag == mine for _, tag in _entity_tags(value, "If-None-Match"))
 
 
 def location(prefix: str, doc_id: str) -> str:
@@ -261,12 +342,15 @@ def send(
     body: Any,
     status: int = 200,
     *,
-    etag: int | None = None,
+    etag: int | str | None = None,
 ) -> None:
-    """Answer ``body`` as JSON (no body for ``None``), with the ETag of a revision."""
+    """Answer ``body`` as JSON (no body for ``None``), with the ETag of a revision.
+
+    ``etag`` is a revision (sent as ``"3"``) or a ready tag from :func:`etag_of`.
+    """
     resp.status = status
     if body is not None:
         resp.content_type = JSON
         resp.data = encode(body)
     if etag is not None:
-        resp.set_header("ETag", f'"{etag}"')
+        resp.set_header("ETag", etag if isinstance(etag, str) else f'"{etag}"')

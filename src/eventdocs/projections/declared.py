@@ -34,7 +34,7 @@ from eventdocs.errors import DeclarationError, ErrorDetail
 from eventdocs.fields import UNSET, Decimal, Field, Float, Integer, Map, Structure
 from eventdocs.fields import Sequence as SequenceField
 from eventdocs.projections.views import Change, Rows, View
-from eventdocs.query import Filter, matches
+from eventdocs.query import Filter, field_value, matches
 
 if TYPE_CHECKING:
     from eventdocs.resources import ResourceSpec
@@ -172,7 +172,7 @@ class DeclaredView(View, abstract=True):
     def _group(self, doc: dict[str, Any] | None, doc_id: str) -> str | None:
         if doc is None or not self.bound or not matches(doc_id, doc, self._filters):
             return None
-        return row_key([_get(doc, name) for name in self.group_by])
+        return row_key([field_value(doc, name) for name in self.group_by])
 
     def keys(self, change: Change) -> list[str]:
         found = {self._group(change.before, change.id), self._group(change.after, change.id)}
@@ -195,7 +195,7 @@ class DeclaredView(View, abstract=True):
         for agg in self.aggregates:
             if agg.field == "*":
                 continue
-            value = _get(doc, agg.field)
+            value = field_value(doc, agg.field)
             if value is None:
                 continue
             one = state.setdefault(agg.name, {"c": 0})
@@ -216,7 +216,9 @@ class DeclaredView(View, abstract=True):
                 del state[agg.name]
 
     def _row(self, doc: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
-        row: dict[str, Any] = {name.replace(".", "_"): _get(doc, name) for name in self.group_by}
+        row: dict[str, Any] = {
+            name.replace(".", "_"): field_value(doc, name) for name in self.group_by
+        }
         for agg in self.aggregates:
             one = state.get(agg.name, {"c": 0})
             row[agg.name] = self._value(agg, one, state["n"])
@@ -261,15 +263,6 @@ def _state(row: dict[str, Any] | None) -> dict[str, Any]:
         return {"n": 0}
     state: dict[str, Any] = msgspec.json.decode(_encode(row.get(STATE, {"n": 0})))
     return state  # a deep copy: the row read from the store stays as it was
-
-
-def _get(doc: dict[str, Any], name: str) -> Any:
-    value: Any = doc
-    for part in name.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
 
 
 def _fraction(value: Any) -> Fraction | None:
