@@ -19,8 +19,8 @@ from pymongo.errors import PyMongoError
 from pymongo.write_concern import WriteConcern
 
 from eventdocs.errors import DeclarationError
-from eventdocs.events import Event
-from eventdocs.storage.contract import Checkpoint, IndexSpec
+from eventdocs.events import Cancel, Event
+from eventdocs.storage.contract import Checkpoint, Document, IndexSpec
 from eventdocs.storage.loading import load_in_chunks
 from eventdocs.storage.mongodb.append import Appends
 from eventdocs.storage.mongodb.base import MIN_TIME, index_name, valid_name, wall
@@ -190,3 +190,73 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
     async def release_lease(self, name: str, holder: str) -> None:
         """Give lease ``name`` up at once, if ``holder`` holds it."""
         await self._coll("eventdocs_leases").delete_one({"_id": name, "holder": holder})
+
+    # -- reads bounded by the answer (simple defaults over the methods above) --------
+
+    async def read_revisions(
+        self, resource: str, id: str, *, limit: int, offset: int = 0
+    ) -> tuple[int, list[Event]]:
+        """A page of the document's events in ``(toa, seq)`` order, and their count."""
+        events = sorted(await self.read_document(resource, id), key=lambda e: (e.toa, e.seq))
+        return len(events), events[offset : offset + limit]
+
+    async def read_from(self, resource: str, id: str, *, toa: int, seq: int) -> list[Event]:
+        """The document's events from ``(toa, seq)`` on, in that order."""
+        events = await self.read_document(resource, id)
+        return sorted(
+            (e for e in events if (e.toa, e.seq) >= (toa, seq)), key=lambda e: (e.toa, e.seq)
+        )
+
+    async def read_cancels(self, resource: str, targets: Sequence[int]) -> list[Event]:
+        """The cancels whose target is one of ``targets``, in seq order."""
+        wanted, out = set(targets), []
+        for seq in sorted(wanted):
+            event = await self.read_event(resource, seq)
+            if event is not None:
+                out += [
+                    e
+                    for e in await self.read_document(resource, event.id)
+                    if isinstance(e, Cancel) and e.target in wanted and e not in out
+                ]
+        return sorted(out, key=lambda e: e.seq)
+
+    async def history_before(
+        self, resource: str, id: str, *, toa: int, seq: int
+    ) -> Document | None:
+        """The last history row of ``id`` before ``(toa, seq)`` in valid-time order."""
+        rows = [r for r in await self.read_history(resource, id) if (r.updated, r.seq) < (toa, seq)]
+        return rows[-1] if rows else None
+
+    async def history_span(self, resource: str, id: str, *, start: int, end: int) -> list[Document]:
+        """The history rows of ``id`` with ``start <= updated <= end``, in rev order."""
+        return [r for r in await self.read_history(resource, id) if start <= r.updated <= end]
+
+    async def history_rev(self, resource: str, id: str, rev: int) -> Document | None:
+        """The history row of ``id`` at revision ``rev``."""
+        return next((r for r in await self.read_history(resource, id) if r.rev == rev), None)
+
+    async def history_at_many(
+        self, resource: str, ids: Sequence[str], *, toa: int
+    ) -> dict[str, Document]:
+        """:meth:`history_at` of each of ``ids`` that has a row then."""
+        found = {i: await self.history_at(resource, i, toa=toa) for i in ids}
+        return {i: row for i, row in found.items() if row is not None}
+
+    async def set_pending_limit(self, resource: str, limit: int | None) -> None:
+        """Not enforced at append here: :class:`~eventdocs.documents.Documents`
+        checks :meth:`count_pending` before appending (exact within one process)."""
+
+    async def count_pending(self, resource: str, *, now: int) -> int:
+        """Scheduled writes with a TOA after ``now`` that no cancel cancelled."""
+        last = await self.last_seq(resource)
+        return await self.count_due(resource, after_toa=now, until_toa=2**62, max_seq=last)
+
+    async def read_pending(
+        self, resource: str, *, now: int, limit: int, offset: int = 0
+    ) -> list[Event]:
+        """A page of what :meth:`count_pending` counts, in ``(toa, seq)`` order."""
+        last = await self.last_seq(resource)
+        due = await self.read_due(
+            resource, after_toa=now, until_toa=2**62, max_seq=last, limit=offset + limit
+        )
+        return due[offset:]
