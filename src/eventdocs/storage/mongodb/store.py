@@ -19,7 +19,7 @@ from pymongo.errors import PyMongoError
 from pymongo.write_concern import WriteConcern
 
 from eventdocs.errors import DeclarationError
-from eventdocs.events import Cancel, Event
+from eventdocs.events import Event
 from eventdocs.storage.contract import Checkpoint, Document, IndexSpec
 from eventdocs.storage.loading import load_in_chunks
 from eventdocs.storage.mongodb.append import Appends
@@ -207,18 +207,18 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
             (e for e in events if (e.toa, e.seq) >= (toa, seq)), key=lambda e: (e.toa, e.seq)
         )
 
+    @boundary
     async def read_cancels(self, resource: str, targets: Sequence[int]) -> list[Event]:
         """The cancels whose target is one of ``targets``, in seq order."""
-        wanted, out = set(targets), []
-        for seq in sorted(wanted):
-            event = await self.read_event(resource, seq)
-            if event is not None:
-                out += [
-                    e
-                    for e in await self.read_document(resource, event.id)
-                    if isinstance(e, Cancel) and e.target in wanted and e not in out
-                ]
-        return sorted(out, key=lambda e: e.seq)
+        r = await self._res(resource)
+        hwm = await self._hwm(r)
+        query = {
+            "action": "cancel",
+            "target": {"$in": sorted(set(targets))},
+            "_id": {"$lte": hwm},
+            "void": {"$exists": False},
+        }
+        return await self._events(r, query, [("_id", 1)])
 
     async def history_before(
         self, resource: str, id: str, *, toa: int, seq: int
