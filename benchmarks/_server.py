@@ -40,7 +40,7 @@ class Server:
 
     def __init__(
         self,
-        store: Path,
+        store: Path | str,
         log: Path,
         *,
         target: str = BLOG_JSON,

@@ -30,6 +30,8 @@ def test_bench_tiny_writes_markdown_json_and_plots(tmp_path: Path) -> None:
     keys = {f["key"] for f in data["figures"]}
     assert {"append_1w_1b", "append_64w_1b", "rebuild", "asof_depth", "query_asof"} <= keys
     assert "activation_p99" in keys
+    assert {"scaling_put", "scaling_query_known_at", "scaling_activation"} <= keys
+    assert data["series"]["scaling"]["costs"]["get"]
     assert all(f["limit"] for f in data["figures"])
     if importlib.util.find_spec("eventsourcing"):
         assert {c["key"] for c in data["comparisons"]} == {
@@ -45,7 +47,7 @@ def test_bench_tiny_writes_markdown_json_and_plots(tmp_path: Path) -> None:
     assert "| benchmark | eventdocs | limit (same run) |" in table
     assert "| workload | eventdocs | eventsourcing | ratio |" in table or not data["comparisons"]
     if importlib.util.find_spec("matplotlib"):
-        for name in ("append_throughput", "asof_latency", "activation_lag"):
+        for name in ("append_throughput", "asof_latency", "activation_lag", "scaling"):
             assert (out / f"{name}.png").stat().st_size > 1000
     assert not [p for p in out.iterdir() if p.name.startswith(".work-")]
 

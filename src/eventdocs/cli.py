@@ -303,6 +303,55 @@ def main() -> None:
     show_default=True,
     help="Most scheduled writes pending per resource (429 above).",
 )
+@click.option(
+    "--max-answer-bytes",
+    type=click.IntRange(1),
+    default=32 << 20,
+    show_default=True,
+    help="Most bytes of documents one page of a query may hold (413 above).",
+)
+@click.option(
+    "--max-filters",
+    type=click.IntRange(0),
+    default=32,
+    show_default=True,
+    help="Most filters in one query (400 above).",
+)
+@click.option(
+    "--max-sort-keys",
+    type=click.IntRange(0),
+    default=8,
+    show_default=True,
+    help="Most sort keys in one query (400 above).",
+)
+@click.option(
+    "--max-fields",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Most names in ?fields= (400 above).",
+)
+@click.option(
+    "--max-in-values",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Most values of one in/notin filter (400 above).",
+)
+@click.option(
+    "--limit-concurrency",
+    type=click.IntRange(1),
+    default=4000,
+    show_default=True,
+    help="Most connections or tasks at once (503 above).",
+)
+@click.option(
+    "--timeout-keep-alive",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Seconds an idle keep-alive connection stays open.",
+)
 def serve(target: str, store_url: str, **options: Any) -> None:
     """Serve the resources of TARGET over HTTP until SIGINT or SIGTERM."""
     try:  # imported here: the HTTP stack is heavy and other commands never need it

@@ -11,6 +11,7 @@ was appended is answered, whatever fails after its commit.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import random
@@ -30,19 +31,23 @@ from eventdocs.errors import (
     NotFound,
     PreconditionFailed,
     Stale,
+    ValidationFailed,
 )
 from eventdocs.events import Cancel, Draft, Event
+from eventdocs.fields import pointer
 from eventdocs.fold import (
     ALREADY_EXISTS,
     DOES_NOT_EXIST,
     MISSING,
     PRECONDITION,
     DocState,
+    Outcome,
     Result,
+    cancelled_targets,
     fold,
     step,
 )
-from eventdocs.query import Query, matches, sort_documents
+from eventdocs.query import Query, answer_too_large, matches, sort_documents
 from eventdocs.storage.contract import Appended, Document, EventStore, Guard, Head
 from eventdocs.times import MAX_TIME, Clock
 
@@ -64,12 +69,21 @@ class Limits(msgspec.Struct, frozen=True):
     """Configurable limits; each answers :class:`LimitExceeded` when passed.
 
     ``query_limit`` is the largest page a query or listing may ask for
-    (``?limit=``); the HTTP layer answers 400 above it.
+    (``?limit=``); the HTTP layer answers 400 above it, and above
+    ``query_filters`` filters, ``query_sort_keys`` sort keys, ``query_fields``
+    fields or ``query_in_values`` values of one ``in``/``notin``.
+    ``answer_bytes`` caps the stored JSON of the documents one page may hold
+    (413 above), so one request's memory stays bounded.
     """
 
     bulk_ids: int = 1000
     pending_per_resource: int = 100_000
     query_limit: int = 1000
+    query_filters: int = 32
+    query_sort_keys: int = 8
+    query_fields: int = 100
+    query_in_values: int = 1000
+    answer_bytes: int = 32 << 20
 
 
 class WriteResult(msgspec.Struct, frozen=True):
@@ -133,7 +147,12 @@ class Documents:
         self, doc_id: str, *, as_of: int | None = None, known_at: int | None = None
     ) -> Document:
         """The document now, at valid time ``as_of``, as known at ``known_at``."""
-        if known_at is not None:
+        if known_at is not None and await self._known_now(doc_id, known_at):
+            # Nothing of it was recorded after known_at: what was known then is the history.
+            doc = await self.store.history_at(
+                self.name, doc_id, toa=self.clock.now() if as_of is None else as_of
+            )
+        elif known_at is not None:
             state = fold(
                 await self.store.read_document(self.name, doc_id),
                 as_of=self.clock.now() if as_of is None else as_of,
@@ -157,7 +176,10 @@ class Documents:
         self, query: Query, *, as_of: int | None = None, known_at: int | None = None
     ) -> Page:
         """Documents matching ``query`` now, at ``as_of``, or as known at ``known_at``."""
-        if known_at is not None:
+        if known_at is not None and await self._known_now(None, known_at):
+            at = self.clock.now() if as_of is None else as_of
+            total, items = await self.store.query_history(self.name, query, toa=at)
+        elif known_at is not None:
             total, items = await self._query_known(
                 query, self.clock.now() if as_of is None else as_of, known_at
             )
@@ -166,6 +188,22 @@ class Documents:
         else:
             total, items = await self.store.query(self.name, query)
         return Page(total, items)
+
+    async def _known_now(self, doc_id: str | None, known_at: int) -> bool:
+        """Whether every event of ``doc_id`` (``None``: of the resource) was recorded
+        by ``known_at``, with the history projected that far: then what was known
+        at ``known_at`` is what the history holds, an index seek away."""
+        if doc_id is None:
+            seq = await self.store.last_seq(self.name)
+        else:
+            seq = (await self.store.read_head(self.name, doc_id, after_toa=MAX_TIME)).seq
+        if seq == 0:
+            return True
+        last = await self.store.read_event(self.name, seq)
+        if last is None or last.recorded_at > known_at:
+            return False
+        await self.projector.sync(self.name, seq)
+        return True
 
     async def _query_known(
         self, query: Query, as_of: int, known_at: int
@@ -182,32 +220,83 @@ class Documents:
             if len(chunk) < 5000 or chunk[-1].recorded_at > known_at:
                 break
             after = chunk[-1].seq
-        docs: dict[str, Document] = {}
-        for doc_id, events in by_doc.items():
-            state = fold(events, as_of=as_of).state
-            if state.data is not None and matches(doc_id, state.data, query.filters):
-                docs[doc_id] = Document(
-                    doc_id, state.data, state.rev, state.updated or 0, state.seq
-                )
-        ordered = sort_documents([(k, d.data or {}) for k, d in docs.items()], query.sort)
-        page = ordered[query.offset : query.offset + query.limit]
-        return len(ordered), [docs[k] for k, _ in page]
+        # Folding every document is CPU work that grows with the log: in a thread,
+        # the event loop gets the interpreter back every few milliseconds.
+        return await asyncio.to_thread(_fold_query, by_doc, query, as_of)
 
     async def revisions(self, doc_id: str) -> list[Result]:
         """Every event of the document with its outcome, in valid-time order."""
-        events = await self.store.read_document(self.name, doc_id)
-        if not events:
+        return (await self.revisions_page(doc_id))[1]
+
+    async def revisions_page(
+        self, doc_id: str, *, limit: int | None = None, offset: int = 0
+    ) -> tuple[int, list[Result]]:
+        """How many events the document has, and a page of them with their
+        outcomes, in valid-time order: what the fold says of each, computed
+        from the page alone (see :meth:`_outcomes`)."""
+        now = self.clock.now()
+        head = await self.store.read_head(self.name, doc_id, after_toa=now)
+        if head.seq == 0:
             raise NotFound(f"{self.name} {doc_id!r} has no history")
-        return fold(events, as_of=self.clock.now()).results
+        total, events = await self.store.read_revisions(
+            self.name, doc_id, limit=2**62 if limit is None else limit, offset=offset
+        )
+        if events:
+            await self.projector.sync(self.name, max(e.seq for e in events))
+        return total, await self._outcomes(doc_id, events, now)
+
+    async def _outcomes(self, doc_id: str, events: list[Event], now: int) -> list[Result]:
+        """The fold's result of each of ``events`` (consecutive in valid-time order).
+
+        The history holds the fold's applied events, so an event is applied
+        exactly when a history row has its seq; the state before a failed one
+        is the last row before it, whose ``step`` gives the failure's reason.
+        Cancels need only the cancels of the page's writes and the targets of
+        its cancels. The cost is the page's, not the document's.
+        """
+        if not events:
+            return []
+        pool = {e.seq: e for e in events}
+        for e in events:
+            if isinstance(e, Cancel) and e.target not in pool:
+                target = await self.store.read_event(self.name, e.target)
+                if target is not None:
+                    pool[target.seq] = target
+        writes = [seq for seq, e in pool.items() if not isinstance(e, Cancel)]
+        pool.update((c.seq, c) for c in await self.store.read_cancels(self.name, writes))
+        cancelled, failed_cancels = cancelled_targets(e for e in pool.values() if e.id == doc_id)
+        first, last = events[0], events[-1]
+        before = await self.store.history_before(self.name, doc_id, toa=first.toa, seq=first.seq)
+        span = await self.store.history_span(self.name, doc_id, start=first.toa, end=last.toa)
+        applied = {row.seq: row for row in span}
+        state = MISSING if before is None else DocState(before.data, before.rev, before.updated)
+        results = []
+        for event in events:
+            if event.toa > now:
+                outcome: Outcome = "cancelled" if event.seq in cancelled else "pending"
+                results.append(Result(event, outcome))
+            elif event.seq in cancelled:
+                results.append(
+                    Result(event, "cancelled", f"cancelled by event {cancelled[event.seq]}")
+                )
+            elif isinstance(event, Cancel):
+                why = failed_cancels.get(event.seq)
+                results.append(Result(event, "failed" if why else "applied", why))
+            elif (row := applied.get(event.seq)) is not None:
+                state = DocState(row.data, row.rev, row.updated, row.seq)
+                results.append(Result(event, "applied", None, row.rev, row.data))
+            else:
+                results.append(Result(event, "failed", step(state, event)[1]))
+        return results
 
     async def at_revision(self, doc_id: str, rev: int) -> Document:
         """The document as it was right after revision ``rev``."""
-        for row in await self.store.read_history(self.name, doc_id):
-            if row.rev == rev:
-                if row.data is None:
-                    raise NotFound(f"{self.name} {doc_id!r} was deleted at revision {rev}")
-                return row
-        raise NotFound(f"{self.name} {doc_id!r} has no revision {rev}")
+        row = await self.store.history_rev(self.name, doc_id, rev)
+        if row is None:
+            raise NotFound(f"{self.name} {doc_id!r} has no revision {rev}")
+        if row.data is None:
+            raise NotFound(f"{self.name} {doc_id!r} was deleted at revision {rev}")
+        return row
 
     async def diff(
         self,
@@ -225,8 +314,7 @@ class Documents:
         sides = []
         for rev, toa in ((from_rev, from_time), (to_rev, to_time)):
             if rev is not None:
-                history = await self.store.read_history(self.name, doc_id)
-                row = next((r for r in history if r.rev == rev), None)
+                row = await self.store.history_rev(self.name, doc_id, rev)
                 if row is None:
                     raise NotFound(f"{self.name} {doc_id!r} has no revision {rev}")
             elif toa is not None:
@@ -234,23 +322,17 @@ class Documents:
             else:
                 row = await self.store.get(self.name, doc_id)
             sides.append(row.data if row is not None and row.data is not None else {})
-        if not await self.store.read_document(self.name, doc_id):
+        if (await self.store.read_head(self.name, doc_id, after_toa=0)).seq == 0:
             raise NotFound(f"{self.name} {doc_id!r} has no history")
         patch: list[dict[str, Any]] = jsonpatch.make_patch(sides[0], sides[1]).patch
         return patch
 
     async def scheduled(self, *, limit: int = 50, offset: int = 0) -> tuple[int, list[Event]]:
         """Writes recorded but not yet in effect, in the order they will apply."""
-        window = await self._pending_window()
-        pending = await self.store.read_due(self.name, **window, limit=offset + limit)
-        return await self.store.count_due(self.name, **window), pending[offset:]
-
-    async def _pending_window(self) -> dict[str, int]:
-        return {
-            "after_toa": self.clock.now(),
-            "until_toa": MAX_TIME,
-            "max_seq": await self.store.last_seq(self.name),
-        }
+        now = self.clock.now()
+        total = await self.store.count_pending(self.name, now=now)
+        page = await self.store.read_pending(self.name, now=now, limit=limit, offset=offset)
+        return total, page
 
     # -- writes ----------------------------------------------------------------
     #
@@ -271,7 +353,7 @@ class Documents:
     ) -> WriteResult:
         """Create a document; its id is generated unless the schema declares one."""
         body = _object(body)
-        fingerprint = _fingerprint("create", "", body, toa)
+        fingerprint = _fingerprint("create", "", body, toa) if idempotency_key else None
         if replayed := await self._replayed(idempotency_key, fingerprint):
             return replayed[0]
         if self.spec.client_ids:
@@ -341,19 +423,21 @@ class Documents:
         if (to_revision is None) == (as_of is None):
             raise _invalid("body", "give exactly one of to_revision and as_of")
         target = {"to_revision": to_revision, "as_of": as_of, "if_match": if_match}
-        fingerprint = _fingerprint("revert", doc_id, target, toa)
+        fingerprint = _fingerprint("revert", doc_id, target, toa) if idempotency_key else None
         if replayed := await self._replayed(idempotency_key, fingerprint):
             return replayed[0]
 
         async def make(state: DocState) -> Draft:
             if to_revision is not None:
-                history = await self.store.read_history(self.name, doc_id)
-                if not history:
-                    raise NotFound(f"{self.name} {doc_id!r} does not exist")
-                rows = [r for r in history if r.rev == to_revision]
-                if not rows:
+                row = await self.store.history_rev(self.name, doc_id, to_revision)
+                if row is None:
+                    if (
+                        state.rev == 0
+                        and await self.store.history_rev(self.name, doc_id, 1) is None
+                    ):
+                        raise NotFound(f"{self.name} {doc_id!r} does not exist")
                     raise NotFound(f"{self.name} {doc_id!r} has no revision {to_revision}")
-                body = rows[0].data
+                body = row.data
             else:
                 assert as_of is not None
                 row = await self.store.history_at(self.name, doc_id, toa=as_of)
@@ -377,9 +461,9 @@ class Documents:
             now = self.clock.now()
             head = await self.store.read_head(self.name, event.id, after_toa=now)
             await self.projector.sync(self.name, head.seq)
-            events = await self.store.read_document(self.name, event.id)
-            outcome = {r.event.seq: r for r in fold(events, as_of=now).results}[seq]
-            if outcome.outcome == "cancelled":
+            # Cancelled when a cancel of its document recorded before its TOA targets it.
+            cancels = await self.store.read_cancels(self.name, [seq])
+            if any(c.id == event.id and c.toa < event.toa for c in cancels):
                 raise Conflict(f"event {seq} is already cancelled")
             if event.toa <= now:
                 raise Conflict(f"event {seq} is already in effect: revert instead")
@@ -419,11 +503,13 @@ class Documents:
             )
         if action == "update" and body is None:
             raise _invalid("body", "an update needs a body")
+        if body is not None:
+            body = _object(body)
         targets = list(
             {t.id: t for t in (BulkTarget(i) if isinstance(i, str) else i for i in ids)}.values()
         )
         request = [action, body, merge, [[t.id, t.if_match] for t in targets]]
-        fingerprint = _fingerprint("bulk", "", request, toa)
+        fingerprint = _fingerprint("bulk", "", request, toa) if idempotency_key else None
         first = await self._replayed(idempotency_key, fingerprint)
         done = {r.event.id: r for r in first}
         for _ in range(_ATTEMPTS):
@@ -546,11 +632,19 @@ class Documents:
             head, state = (Head(), MISSING) if fresh else await self._state(doc_id, at)
             draft = await make(state)
             self._decide(state, draft, at, scheduled=at > now)
-            guard = Guard(doc_id, head.seq, head.next_toa if toa is None else None)
+            # A fresh id (80 random bits) is in no event: it needs no guard.
+            guards = (
+                [] if fresh else [Guard(doc_id, head.seq, head.next_toa if toa is None else None)]
+            )
             try:
-                results = await self._apply([(draft, state)], key, fingerprint, [guard])
+                results = await self._apply([(draft, state)], key, fingerprint, guards)
             except Stale:
                 continue
+            if doc_id not in results:
+                # A replay: a concurrent request with the key decided first, and a
+                # create's generated id was its own.
+                (first,) = results.values()
+                return first
             return results[doc_id]
         raise Stale(f"{self.name} {doc_id!r} kept changing; nothing was appended")
 
@@ -604,7 +698,7 @@ class Documents:
             self._scheduled()
         return appended
 
-    async def _replayed(self, key: str | None, fingerprint: str) -> list[WriteResult]:
+    async def _replayed(self, key: str | None, fingerprint: str | None) -> list[WriteResult]:
         """The first results of a request retried with idempotency ``key`` (else empty)."""
         if key is None:
             return []
@@ -615,9 +709,10 @@ class Documents:
         now = self.clock.now()
         if not any(d.toa is not None and d.toa > now for d in drafts):
             return
+        # A quick refusal; the store checks the limit again, exactly, in the append's
+        # transaction (set_pending_limit), so concurrent writes never overshoot it.
         limit = self.limits.pending_per_resource
-        pending = await self.store.count_due(self.name, **await self._pending_window())
-        if pending + len(drafts) > limit:
+        if await self.store.count_pending(self.name, now=now) + len(drafts) > limit:
             raise LimitExceeded(
                 f"{self.name} already has {limit} scheduled writes pending",
                 "pending_per_resource",
@@ -632,10 +727,30 @@ class Documents:
         """The event with the document right after it (as the first response had it)."""
         row = await self.store.history_at(self.name, event.id, toa=event.toa)
         if row is not None and row.seq != event.seq:  # another write at the same TOA
-            rows = await self.store.read_history(self.name, event.id)
+            rows = await self.store.history_span(
+                self.name, event.id, start=event.toa, end=event.toa
+            )
             row = next((r for r in rows if r.seq == event.seq), None)
         doc = row if row is not None and row.seq == event.seq and row.data is not None else None
         return WriteResult(event, doc, event.toa > event.recorded_at, replayed)
+
+
+def _fold_query(
+    by_doc: dict[str, list[Event]], query: Query, as_of: int
+) -> tuple[int, list[Document]]:
+    """``query`` over the fold at ``as_of`` of each document's ``by_doc`` events."""
+    docs: dict[str, Document] = {}
+    for doc_id, events in by_doc.items():
+        state = fold(events, as_of=as_of).state
+        if state.data is not None and matches(doc_id, state.data, query.filters):
+            docs[doc_id] = Document(doc_id, state.data, state.rev, state.updated or 0, state.seq)
+    ordered = sort_documents([(k, d.data or {}) for k, d in docs.items()], query.sort)
+    page = [docs[k] for k, _ in ordered[query.offset : query.offset + query.limit]]
+    if query.max_bytes is not None:
+        size = sum(len(msgspec.json.encode(d.data)) for d in page)
+        if size > query.max_bytes:
+            raise answer_too_large(query.max_bytes)
+    return len(ordered), page
 
 
 def new_id() -> str:
@@ -667,4 +782,30 @@ def _object(body: Any) -> dict[str, Any]:
         raise InvalidRequest(
             "the body must be a JSON object", [ErrorDetail("", "expected an object")]
         )
+    if (path := _nul_path(body, "")) is not None:
+        raise ValidationFailed(
+            "text may not contain U+0000 (NUL)", [ErrorDetail(path, "contains U+0000")]
+        )
     return body
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """The JSON Pointer of the first string (or key) holding U+0000, or ``None``.
+
+    NUL is refused, not stored: SQLite's text functions stop at it, so queries
+    over such text would disagree with the reference semantics.
+    """
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = pointer(key) if not path else path + pointer(key)
+            if "\x00" in key:
+                return here
+            if (found := _nul_path(item, here)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := _nul_path(item, f"{path}/{i}")) is not None:
+                return found
+    return None

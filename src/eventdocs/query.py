@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from eventdocs.errors import LimitExceeded
+
 __all__ = [
     "MAX_LIMIT",
     "OPERATORS",
@@ -26,6 +28,7 @@ __all__ = [
     "Kind",
     "Query",
     "SortKey",
+    "answer_too_large",
     "decimal_sort_key",
     "field_value",
     "matches",
@@ -67,6 +70,17 @@ class Query(msgspec.Struct, frozen=True):
     limit: int = 50
     offset: int = 0
     fields: tuple[str, ...] | None = None
+    # The most bytes of stored JSON the page may hold (``None``: any); more is refused.
+    max_bytes: int | None = None
+
+
+def answer_too_large(max_bytes: int) -> LimitExceeded:
+    """The error of a page whose documents would pass ``max_bytes`` of JSON."""
+    return LimitExceeded(
+        f"the answer would hold more than {max_bytes} bytes of documents (max_answer_bytes);"
+        " ask for a smaller ?limit= or narrow the query",
+        "answer_bytes",
+    )
 
 
 def _coerce(value: Any, kind: Kind) -> Any:

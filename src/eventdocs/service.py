@@ -105,6 +105,7 @@ class Service:
                 indexes.setdefault(spec.name, {})[index.field] = index
         for name in self.resource_names:
             await self.store.ensure_resource(name, list(indexes.get(name, {}).values()))
+            await self.store.set_pending_limit(name, self.limits.pending_per_resource)
         for view in self.views:
             await self.store.ensure_view(view.name)
         for view in self.views:

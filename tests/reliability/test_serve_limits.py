@@ -106,3 +106,29 @@ def test_run_binds_publicly_only_with_tokens_or_insecure(
     serve.run(BLOG_JSON, host="0.0.0.0", store=store, tokens=str(tokens), max_limit=5)
     serve.run(BLOG_JSON, host="127.0.0.1", store=store)
     assert [c.host for c in started] == ["0.0.0.0", "0.0.0.0", "127.0.0.1"]
+
+
+def test_max_pending_holds_under_concurrent_scheduled_writes(tmp_path: Path) -> None:
+    """Concurrent scheduled writes against a real server never pass --max-pending."""
+    import asyncio
+
+    server = Server(tmp_path / "pending.db", tmp_path / "serve.log", args=["--max-pending", "20"])
+    server.start()
+    try:
+
+        async def burst() -> list[int]:
+            later = {"Caesium-TOA": "2100-01-01T00:00:00Z"}
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+                answers = await asyncio.gather(
+                    *(client.post("/v1/post", json=POST, headers=later) for _ in range(60))
+                )
+                return [a.status_code for a in answers]
+
+        statuses = asyncio.run(burst())
+        assert sorted(set(statuses)) == [202, 429] and statuses.count(202) == 20
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            assert client.get("/v1/post/_scheduled").json()["total"] == 20
+            health = client.get("/healthz").json()["resources"]["post"]
+            assert health["scheduled"] == 20 and health["last_seq"] == 20
+    finally:
+        server.terminate()

@@ -246,10 +246,19 @@ async def test_reads_of_the_log(store: EventStore, clock: ManualClock) -> None:
     assert await store.read_event("post", 0) is None
     assert [e.seq for e in await store.read_document("post", "d0")] == [1, 2, 4, 6, 8, 10]
     assert await store.read_document("post", "zz") == []
+    # In valid-time order, paged: the same as sorting the whole document.
+    valid = sorted(await store.read_document("post", "d0"), key=lambda e: (e.toa, e.seq))
+    assert await store.read_revisions("post", "d0", limit=100) == (6, valid)
+    assert await store.read_revisions("post", "d0", limit=2, offset=3) == (6, valid[3:5])
+    assert await store.read_revisions("post", "zz", limit=5) == (0, [])
+    start = valid[2]
+    assert await store.read_from("post", "d0", toa=start.toa, seq=start.seq) == valid[2:]
     by_doc = [(e.id, e.seq) for e in await store.read_log_by_document("post", limit=100)]
     assert by_doc == sorted((e.id, e.seq) for e in log)
     page = await store.read_log_by_document("post", after="d0", limit=3)
     assert [(e.id, e.seq) for e in page] == [("d1", 3), ("d2", 5), ("d3", 7)]
+    await store.append("post", [cancel("d0", 4), cancel("d1", 4)])
+    assert [c.seq for c in await store.read_cancels("post", [4, 2, 99])] == [11, 12]
 
 
 async def test_due_writes_skip_cancels_that_came_in_time(
@@ -343,6 +352,16 @@ async def test_projection_writes_history_master_and_checkpoint(store: EventStore
     assert tails == {"a": a3, "b": b3c}
     await store.write_projection("post", batch(9, history=[HistoryWrite("b", 3, [])]))
     assert (await store.history_tails("post", ["b"]))["b"] == b2c  # truncated, relinked
+    # The reads bounded by the answer agree with the whole history.
+    history = await store.read_history("post", "a")
+    assert await store.history_rev("post", "a", 2) == history[1]
+    assert await store.history_rev("post", "a", 7) is None
+    assert await store.history_before("post", "a", toa=T0 + 5, seq=a2.seq) == history[0]
+    assert await store.history_before("post", "a", toa=T0 + 5, seq=a2.seq + 1) == history[1]
+    assert await store.history_before("post", "a", toa=T0, seq=a1.seq) is None
+    assert await store.history_span("post", "a", start=T0 + 1, end=T0 + 9) == history[1:]
+    at = await store.history_at_many("post", ["a", "b", "zz"], toa=T0 + 4)
+    assert at == {"a": history[0], "b": (await store.read_history("post", "b"))[1]}
     await store.write_projection("post", batch(9, history=[HistoryWrite("b", 3, [b3c])]))
     assert await store.history_at("post", "a", toa=T0 - 1) is None
     assert (await store.history_at("post", "a", toa=T0 + 5)).rev == 2  # type: ignore[union-attr]

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from eventdocs.errors import StorageError, StoreUnavailable
+from eventdocs.errors import KeyReused, Stale, StorageError, StoreUnavailable
 from eventdocs.events import Draft
 from eventdocs.fields import Integer
 from eventdocs.projections.lease import Lease, lease_for
@@ -30,36 +30,45 @@ from eventdocs.projections.views import Change, Rows, View
 from eventdocs.query import Query
 from eventdocs.resources import Resource
 from eventdocs.service import Service
-from eventdocs.storage import Checkpoint, Document, HistoryWrite, IndexSpec, ProjectionBatch
+from eventdocs.storage import (
+    Appended,
+    Checkpoint,
+    Document,
+    Guard,
+    HistoryWrite,
+    IndexSpec,
+    ProjectionBatch,
+)
 from eventdocs.storage.mongodb import MongoStore
-from mongotest import URL, discard, fresh_url, is_jongodb, needs_server
+from eventdocs.storage.mongodb.codec import event_doc
+from mongotest import (
+    SKIP_REASON,
+    STANDALONE_SKIP_REASON,
+    STANDALONE_URL,
+    URL,
+    discard,
+    fresh_url,
+    needs_server,
+    needs_standalone,
+)
 
 # PyMongo's async client may drop a monitor socket it was still opening when a client
 # closes; the garbage collector then reports it during whichever test runs next.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
-@pytest.fixture(params=["auto", "no-transactions"])
+@pytest.fixture(params=["auto", "no-transactions", "standalone"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[MongoStore]:
-    """On a replica set both paths: transactions, and the journal of a standalone server."""
-    if not URL:
-        pytest.skip("set EVENTDOCS_TEST_MONGODB_URL to run the MongoDB tests")
-    transactions = None if request.param == "auto" else False
-    s = MongoStore(fresh_url(), transactions=transactions, stale_after=0.5)
+    """Every path: transactions on a replica set, the journal there, and a standalone server."""
+    server = STANDALONE_URL if request.param == "standalone" else URL
+    if not server:
+        pytest.skip(STANDALONE_SKIP_REASON if request.param == "standalone" else SKIP_REASON)
+    transactions = False if request.param == "no-transactions" else None
+    s = MongoStore(fresh_url(server), transactions=transactions, stale_after=0.5)
     await s.open()
     await s.ensure_resource("post")
     yield s
     await discard(s)
-
-
-async def server_is_jongodb() -> bool:
-    """Whether the test server is jongodb (whose limits some tests work around)."""
-    store = MongoStore(fresh_url())
-    await store.open()
-    try:
-        return await is_jongodb(store)
-    finally:
-        await store.close()
 
 
 def create(id: str, toa: int | None = None, **body: Any) -> Draft:
@@ -137,7 +146,7 @@ async def test_documents_round_trip_as_json(store: MongoStore) -> None:
 @needs_server
 async def test_a_dead_writer_is_voided_and_a_late_one_fails(store: MongoStore) -> None:
     first = (await store.append("post", [create("a")])).events[0]
-    start, _ = await store._allocate("post", 2)  # a writer that dies right after allocating
+    start, _, _ = await store._allocate("post", 2)  # a writer that dies right after allocating
     assert await store.last_seq("post") == 1  # readers stop before the pending batch
     began = time.monotonic()
     (later,) = (await store.append("post", [create("b")])).events
@@ -148,7 +157,7 @@ async def test_a_dead_writer_is_voided_and_a_late_one_fails(store: MongoStore) -
     # The dead writer wakes up: its events never show, its write fails.
     late = create("x").record("post", start, 0)
     with pytest.raises(StorageError):
-        await store._write_batch("post", start, 1, [late], [])
+        await store._write_batch("post", start, 1, [{**event_doc(late), "prev": 0}])
     assert await store.read_event("post", start) is None
     assert await store.read_document("post", "x") == []
 
@@ -188,6 +197,8 @@ class SlowStore(MongoStore):
 @needs_server
 async def test_a_step_slower_than_stale_after_keeps_its_lock(store: MongoStore) -> None:
     """Only a dead or frozen holder's lock goes stale: a slow one is left to finish."""
+    if store.standalone:
+        pytest.skip("one process serves a database on a standalone server")
     slow = SlowStore(store.url, transactions=store.transactions, stale_after=0.5)
     await slow.open()
     try:
@@ -208,6 +219,8 @@ async def test_a_step_slower_than_stale_after_keeps_its_lock(store: MongoStore) 
 
 @needs_server
 async def test_a_batch_from_a_stale_checkpoint_is_dropped(store: MongoStore) -> None:
+    if store.standalone:
+        pytest.skip("one process serves a database on a standalone server")
     row = Document("a", {"n": 1}, 1, 10, 1)
     other = MongoStore(store.url, transactions=store.transactions)
     await other.open()
@@ -224,6 +237,198 @@ async def test_a_batch_from_a_stale_checkpoint_is_dropped(store: MongoStore) -> 
         assert await store.read_checkpoint("post") == Checkpoint(1, 10)
     finally:
         await other.close()
+
+
+@needs_standalone
+async def test_a_standalone_server_is_served_by_one_process() -> None:
+    url = fresh_url(STANDALONE_URL)
+    first, second = MongoStore(url, stale_after=0.5), MongoStore(url, stale_after=0.5)
+    await first.open()
+    try:
+        assert first.standalone and not first.transactions
+        with pytest.raises(StorageError, match=r"standalone server and pid \d+ on .* serves it"):
+            await second.open()
+        await asyncio.sleep(1.0)  # the owner keeps its hold fresh: still refused
+        with pytest.raises(StorageError, match="use a replica set"):
+            await second.open()
+        # The owner dies without closing: its hold goes stale and is taken over.
+        owner = first._owner
+        assert owner is not None and owner._beat is not None
+        owner._beat.cancel()
+        first._owner = None
+        await asyncio.sleep(0.6)
+        await second.open()
+        await second.ensure_resource("post")
+        assert (await second.append("post", [create("a")])).events[0].seq == 1
+        await second.close()  # gives the database up at once
+        await second.open()
+    finally:
+        await first.close()
+        await discard(second)
+
+
+# -- decided writes across stores (each store stands for a process) ------------------
+
+
+@pytest.fixture
+async def two(store: MongoStore) -> AsyncIterator[tuple[MongoStore, MongoStore]]:
+    """``store`` and a second store on its database (refused on a standalone server)."""
+    if store.standalone:
+        pytest.skip("one process serves a database on a standalone server")
+    other = MongoStore(store.url, transactions=store.transactions, stale_after=0.5)
+    await other.open()
+    yield store, other
+    await other.close()
+
+
+def update(id: str, **body: Any) -> Draft:
+    return Draft(action="update", id=id, body=body)
+
+
+async def test_a_guard_lets_one_of_two_racing_appends_through(
+    two: tuple[MongoStore, MongoStore],
+) -> None:
+    one, other = two
+    (head,) = (await one.append("post", [create("a", n=0)])).events
+    seq = head.seq
+    for round_ in range(10):
+        guard = [Guard("a", seq)]
+        results = await asyncio.gather(
+            one.append("post", [update("a", n=round_)], guards=guard),
+            other.append("post", [update("a", n=-round_)], guards=guard),
+            return_exceptions=True,
+        )
+        won = [r for r in results if isinstance(r, Appended)]
+        assert len(won) == 1, results
+        assert all(isinstance(r, Stale) for r in results if r is not won[0])
+        seq = won[0].events[0].seq
+        assert (await other.read_head("post", "a", after_toa=0)).seq == seq
+    log = await one.read_document("post", "a")
+    assert len(log) == 11  # nothing of a refused append was written
+    assert await one.last_seq("post") == 11  # places are claimed first: no seq was lost
+
+
+async def test_a_guard_fails_on_an_event_of_the_same_group(store: MongoStore) -> None:
+    (head,) = (await store.append("post", [create("a")])).events
+    guard = [Guard("a", head.seq)]
+    results = await asyncio.gather(
+        *(store.append("post", [update("a", i=i)], guards=guard) for i in range(5)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, Appended) for r in results) == 1
+    assert sum(isinstance(r, Stale) for r in results) == 4
+    assert len(await store.read_document("post", "a")) == 2
+
+
+async def test_a_guard_s_before_bounds_the_recorded_at(store: MongoStore) -> None:
+    now = store.clock.now()
+    with pytest.raises(Stale):
+        await store.append("post", [create("a")], guards=[Guard("a", 0, before=now)])
+    assert await store.read_document("post", "a") == []
+    far = now + 3_600_000_000
+    (event,) = (await store.append("post", [create("a")], guards=[Guard("a", 0, far)])).events
+    assert event.recorded_at < far
+
+
+async def test_an_idempotency_key_is_decided_once_across_stores(
+    two: tuple[MongoStore, MongoStore],
+) -> None:
+    one, other = two
+    for round_ in range(5):
+        key = f"k{round_}"
+        calls = [
+            (one if i % 2 else other).append(
+                "post", [create(f"d{round_}-{i}")], idempotency_key=key, fingerprint=f"f{i % 3}"
+            )
+            for i in range(6)
+        ]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        firsts = [r for r in results if isinstance(r, Appended) and not r.replayed]
+        assert len(firsts) == 1, results
+        (first,) = firsts
+        for result in results:
+            assert isinstance(result, Appended | KeyReused), result
+            if isinstance(result, Appended):
+                assert result.events == first.events
+        assert await other.find_idempotent("post", key) == first.events
+        with pytest.raises(KeyReused):
+            await one.find_idempotent("post", key, fingerprint="another")
+    assert len(await one.read_log("post")) == 5
+    assert await one.last_seq("post") == 5  # keys are claimed first: a race costs no seqs
+
+
+async def test_a_step_that_did_not_see_an_event_recorded_before_its_time_is_refused(
+    store: MongoStore,
+) -> None:
+    (event,) = (await store.append("post", [create("a")])).events
+    blind = ProjectionBatch(Checkpoint(0, event.recorded_at + 10), base=Checkpoint())
+    assert not await store.write_projection("post", blind)
+    assert await store.read_checkpoint("post") == Checkpoint()
+    seen = ProjectionBatch(Checkpoint(1, event.recorded_at + 10), base=Checkpoint())
+    assert await store.write_projection("post", seen)
+    # Whatever the clock says, nothing is recorded before a time already projected.
+    (later,) = (await store.append("post", [create("b")])).events
+    assert later.recorded_at >= event.recorded_at + 10
+
+
+@needs_standalone
+async def test_a_reader_opens_a_standalone_database_beside_its_owner() -> None:
+    url = fresh_url(STANDALONE_URL)
+    owner, reader = MongoStore(url), MongoStore(url, readonly=True)
+    await owner.open()
+    try:
+        await owner.ensure_resource("post")
+        (event,) = (await owner.append("post", [create("a")])).events
+        await reader.open()  # no ownership taken: the CLI's reads (export, verify, ...)
+        assert await reader.read_log("post") == [event]
+        with pytest.raises(StorageError, match="read-only"):
+            await reader.append("post", [create("b")])
+        assert await owner.read_log("post") == [event]
+    finally:
+        await reader.close()
+        await discard(owner)
+
+
+OWNER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from eventdocs.storage.mongodb import MongoStore
+
+    async def main():
+        await MongoStore(sys.argv[1]).open()
+        print("READY", flush=True)
+        await asyncio.sleep(600)
+
+    asyncio.run(main())
+    """
+)
+
+
+def start_owner(url: str) -> subprocess.Popen[str]:
+    """A process that opens ``url``'s database and keeps it."""
+    return subprocess.Popen([sys.executable, "-c", OWNER, url], stdout=subprocess.PIPE, text=True)
+
+
+@needs_standalone
+async def test_a_process_killed_on_this_host_gives_a_standalone_database_up_at_once() -> None:
+    url = fresh_url(STANDALONE_URL)
+    proc = start_owner(url)
+    store = MongoStore(url, stale_after=600.0)  # no waiting for its hold to go stale
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+        with pytest.raises(StorageError, match=f"pid {proc.pid} on"):
+            await store.open()
+        proc.kill()
+        proc.wait()
+        await store.open()
+        assert store.standalone
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        await discard(store)
 
 
 class Author(Resource):
@@ -253,8 +458,7 @@ class AuthorTotal(View):
 
 async def authors(url: str, count: int) -> None:
     """``count`` authors, projected by a process that knows no views."""
-    # Without transactions: jongodb's cost for each write in one grows with its data.
-    plain = Service(MongoStore(url, transactions=False), [Author.spec()], background=False)
+    plain = Service(MongoStore(url), [Author.spec()], background=False)
     async with plain:
         drafts = [Draft(action="create", id=f"a{i:04}", body={"n": i}) for i in range(count)]
         await plain.store.append("author", drafts)
@@ -330,6 +534,42 @@ async def test_lease_is_held_by_one_and_released() -> None:
         assert events == [True, False]
         assert await two.renew() and two.leading
         await two.stop()
+    finally:
+        await discard(store)
+
+
+@needs_server
+async def test_a_change_stream_wakes_the_leader_on_another_process_s_append() -> None:
+    """An append by a process without a scheduler (a CLI, a process that died) is
+    projected by the leader at its TOA: the change stream wakes it, not a poll."""
+    url = fresh_url()
+    leader = Service(MongoStore(url), [Author.spec()])
+    leader.scheduler.poll = 3600.0  # no poll within the test: only the stream can wake it
+    other = MongoStore(url)
+    async with leader:
+        try:
+            assert leader.scheduler._watcher is not None
+            lease = leader.scheduler.lease
+            assert lease is not None and lease.leading
+            await other.open()
+            await asyncio.sleep(0.2)  # the leader sleeps, with nothing due
+            toa = other.clock.now() + 200_000
+            await other.append("author", [Draft(action="create", id="a", body={"n": 1}, toa=toa)])
+            deadline = time.monotonic() + 20
+            while await leader.store.get("author", "a") is None:
+                assert time.monotonic() < deadline, "the leader was not woken"
+                await asyncio.sleep(0.02)
+        finally:
+            await other.close()
+    await discard(leader.store)
+
+
+@needs_standalone
+async def test_without_change_streams_the_scheduler_polls() -> None:
+    store = MongoStore(fresh_url(STANDALONE_URL))
+    await store.open()
+    try:
+        assert await store.watch_appends(lambda: None) is None
     finally:
         await discard(store)
 
@@ -419,11 +659,8 @@ class Workers:
 
     async def start(self, count: int = 2) -> None:
         """Start ``count`` workers at once, as ``uvicorn --workers`` does."""
-        # jongodb's transactions overwrite concurrent writes (it detects no write
-        # conflicts), so there the processes use the store's journal path instead.
-        transactions = "0" if await server_is_jongodb() else "1"
         for _ in range(count):
-            self.spawn(transactions)
+            self.spawn("1")
         await self.wait_for(lambda lines: sum("READY" in x for _, x in lines) == count, 30)
 
     def spawn(self, transactions: str) -> None:

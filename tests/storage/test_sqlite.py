@@ -176,3 +176,58 @@ async def test_acknowledged_appends_survive_kill_9(tmp_path: Path) -> None:
     for line in acked[1:]:
         first, second, doc = line.split()
         assert by_seq[int(first)].id == doc and by_seq[int(second)].id == doc
+
+
+async def test_reads_that_grow_with_the_data_run_off_the_loop(store: SQLiteStore) -> None:
+    """A query, a document's log or a scan runs on a reader thread, never the loop's."""
+    import threading
+
+    await store.append("post", [create(f"d{i}", title=f"t{i}") for i in range(50)])
+    await store.write_projection("post", ProjectionBatch(Checkpoint(50, 0)))
+    assert store.reader_threads == set()
+    await store.query("post", Query(filters=(Filter("title", "prefix", "t1", "text"),)))
+    await store.read_document("post", "d1")
+    await store.read_log("post")
+    threads = store.reader_threads
+    assert threads and threading.get_ident() not in threads
+
+
+async def test_pending_limit_is_exact_under_concurrent_scheduling_and_cancels(
+    store: SQLiteStore,
+) -> None:
+    """Concurrent scheduled appends never pass the limit; the count follows cancels."""
+    from eventdocs.errors import LimitExceeded
+
+    now = store.clock.now()
+    later = now + 3600 * 1_000_000
+    await store.set_pending_limit("post", 10)
+    outcomes = await asyncio.gather(
+        *(store.append("post", [Draft(action="create", id=f"s{i}", body={}, toa=later + i)])
+          for i in range(30)),
+        return_exceptions=True,
+    )  # fmt: skip
+    appended = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, LimitExceeded)]
+    assert (len(appended), len(refused)) == (10, 20)
+    assert await store.count_pending("post", now=now) == 10
+    assert await store.last_seq("post") == 10  # a refusal appended nothing
+    targets = [a.events[0] for a in appended[:3]]
+    await store.append("post", [Draft(action="cancel", id=t.id, target=t.seq) for t in targets])
+    await store.append("post", [Draft(action="cancel", id=targets[0].id, target=targets[0].seq)])
+    assert await store.count_pending("post", now=now) == 7
+    page = await store.read_pending("post", now=now, limit=4, offset=2)
+    everything = await store.read_due(
+        "post", after_toa=now, until_toa=2**62, max_seq=await store.last_seq("post")
+    )
+    assert page == everything[2:6]
+    outcomes = await asyncio.gather(
+        *(store.append("post", [Draft(action="update", id=f"s{i}", body={}, toa=later + 99)])
+          for i in range(10)),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert sum(not isinstance(o, BaseException) for o in outcomes) == 3
+    assert await store.count_pending("post", now=now) == 10
+    last = await store.last_seq("post")
+    for t in (later + 5, later + 20, later + 99):  # as writes come due, the count follows
+        due = await store.count_due("post", after_toa=t, until_toa=2**62, max_seq=last)
+        assert await store.count_pending("post", now=t) == due

@@ -12,6 +12,7 @@ no scheduler that sleeps on it can do better.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import random
 import time
@@ -54,6 +55,7 @@ class _Stamping:
         self._stamps = stamps
         self.waiting: set[str] = set()
         self.all_done = asyncio.Event()
+        self.by_toa: list[tuple[int, str]] = []  # for batches that apply due writes in SQL
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -61,9 +63,15 @@ class _Stamping:
     async def write_projection(self, resource: str, batch: ProjectionBatch) -> None:
         await self._inner.write_projection(resource, batch)
         now = _now()
-        for doc in batch.upserts:
-            self._stamps.setdefault(doc.id, now)
-            self.waiting.discard(doc.id)
+        ids = [doc.id for doc in batch.upserts]
+        if batch.due is not None:  # the store applied the writes due in this window
+            after, until, _ = batch.due
+            start = bisect.bisect_right(self.by_toa, (after, "\uffff"))
+            end = bisect.bisect_right(self.by_toa, (until, "\uffff"))
+            ids += [doc_id for _, doc_id in self.by_toa[start:end]]
+        for doc_id in ids:
+            self._stamps.setdefault(doc_id, now)
+            self.waiting.discard(doc_id)
         if not self.waiting:
             self.all_done.set()
 
@@ -108,6 +116,7 @@ async def activation_run(url: str, *, pending: int, window: float, seed: int = 1
             await store.append(RESOURCE, call)
         in_time = _now() < min(toas.values())
         stamping.waiting = set(toas)
+        stamping.by_toa = sorted((toa, doc_id) for doc_id, toa in toas.items())
         stamping.all_done.clear()
         service.scheduler.notify()
         with contextlib.suppress(TimeoutError):

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from rich.console import Console
 
 from eventdocs.bench.activation import activation_run
@@ -30,10 +31,11 @@ from eventdocs.bench.measure import Comparison, Figure, machine
 from eventdocs.bench.reads import asof_run, query_run
 from eventdocs.bench.rebuild import rebuild_only, workload_limits, workload_run
 from eventdocs.bench.report import Results, write_json, write_markdown, write_plots
+from eventdocs.bench.scaling import scaling_run, write_scaling_plot
 
 __all__ = ["BENCHMARKS", "SIZES", "Options", "Sizes", "run_suite"]
 
-BENCHMARKS = ("append", "workload", "asof", "query", "activation", "http")
+BENCHMARKS = ("append", "workload", "asof", "query", "activation", "scaling", "http")
 
 
 @dataclass(frozen=True)
@@ -445,6 +447,91 @@ def _activation(
     )
 
 
+def _scaling(
+    options: Options, sizes: Sizes, work: Path, results: Results, console: Console
+) -> None:
+    run = asyncio.run(
+        scaling_run(work / "scaling", "tiny" if options.size == "tiny" else "default")
+    )
+    results.series["scaling"] = msgspec.to_builtins(run)
+    plot = write_scaling_plot(run, options.out)
+    if isinstance(plot, str):
+        console.print(f"[yellow]{plot}[/yellow]")
+
+    def grows(key: str, op: str, what: str) -> None:
+        by_size = run.costs[op]
+        big, small = max(by_size), min(by_size)
+        _add(
+            results,
+            console,
+            Figure(
+                key=key,
+                value=by_size[big] / 1e3,
+                unit="ms",
+                better="lower",
+                title=f"{op} at {big:,} {what} (p50)",
+                limit=by_size[small] / 1e3,
+                limit_title=f"the same at {small:,}",
+                target="≤ 2x",
+                met=by_size[big] <= 2 * by_size[small],
+            ),
+        )
+
+    grows("scaling_put", "put", "revisions")
+    grows("scaling_backdated", "backdated put", "revisions")
+    grows("scaling_revisions_page", "/revisions page", "revisions")
+    grows("scaling_scheduled", "scheduled write", "pending writes")
+    biggest = max(run.costs["query now"])
+    for op in ("query as_of", "query known_at"):
+        _add(
+            results,
+            console,
+            Figure(
+                key=f"scaling_{op.replace(' ', '_')}",
+                value=run.costs[op][biggest] / 1e3,
+                unit="ms",
+                better="lower",
+                title=f"{op} over {biggest:,} documents (p50)",
+                limit=run.costs["query now"][biggest] / 1e3,
+                limit_title="the same query now (master)",
+                target="≤ 2x of master",
+                met=run.costs[op][biggest] <= 2 * run.costs["query now"][biggest],
+            ),
+        )
+    heavy = run.loop["get beside a query as known at"]
+    _add(
+        results,
+        console,
+        Figure(
+            key="scaling_get_beside_heavy",
+            value=heavy["p99"],
+            unit="ms",
+            better="lower",
+            title="a get's p99 beside a query as known at a past time",
+            limit=run.loop["get alone"]["p99"],
+            limit_title="the get's p99 alone",
+            target="≤ 50 ms",
+            met=heavy["p99"] <= 50,
+        ),
+    )
+    activation = run.loop["get during a mass activation"]
+    _add(
+        results,
+        console,
+        Figure(
+            key="scaling_activation",
+            value=run.activation["rate"],
+            unit="events/s",
+            title=f"{run.activation['due']:,.0f} writes due at one instant applied",
+            limit=50_000,
+            limit_title="the issue's target",
+            target="≥ 50,000 events/s, a get's p99 ≤ 50 ms meanwhile",
+            met=run.activation["rate"] >= 50_000 and activation["p99"] <= 50,
+            notes=f"a get's p99 meanwhile: {activation['p99']:.1f} ms",
+        ),
+    )
+
+
 def _http_script() -> Path | None:
     for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
         path = root / "benchmarks" / "http_bench.py"
@@ -521,5 +608,6 @@ _RUNNERS = {
     "asof": _asof,
     "query": _query,
     "activation": _activation,
+    "scaling": _scaling,
     "http": _http,
 }

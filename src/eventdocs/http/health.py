@@ -23,7 +23,7 @@ import falcon.asgi
 from eventdocs.errors import EventdocsError
 from eventdocs.http.wire import send
 from eventdocs.service import Service
-from eventdocs.times import MAX_TIME, format_time
+from eventdocs.times import format_time
 
 __all__ = [
     "READY_LAG_SECONDS",
@@ -54,7 +54,7 @@ async def status(service: Service) -> dict[str, dict[str, Any]]:
         )
         if due:
             lag = max(lag, now - due[0].toa)
-        scheduled = await store.count_due(name, after_toa=now, until_toa=MAX_TIME, max_seq=last)
+        scheduled = await store.count_pending(name, now=now)
         resources[name] = {
             "last_seq": last,
             "projected_seq": checkpoint.seq,

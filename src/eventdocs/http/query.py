@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final, NamedTuple
 from urllib.parse import parse_qsl
 
+from eventdocs.documents import Limits
 from eventdocs.errors import ErrorDetail, InvalidRequest
 from eventdocs.fields import Field
 from eventdocs.query import MAX_LIMIT, Filter, Query, SortKey
@@ -44,6 +45,7 @@ READ_PARAMETERS: Final = frozenset({"as_of", "known_at"})
 PAGE_PARAMETERS: Final = frozenset({"limit", "offset"})
 QUERY_PARAMETERS: Final = READ_PARAMETERS | PAGE_PARAMETERS | {"sort", "fields", "after"}
 _LIST_OPERATORS: Final = frozenset({"in", "notin"})
+_LIMITS: Final = Limits()
 
 
 class ReadTimes(NamedTuple):
@@ -149,10 +151,17 @@ def parse_query(
     extra_fields: Iterable[str] = (),
     *,
     max_limit: int = MAX_LIMIT,
+    limits: Limits = _LIMITS,
 ) -> tuple[Query, ReadTimes]:
-    """The query and read times a ``GET /v{n}/{name}`` query string asks for."""
+    """The query and read times a ``GET /v{n}/{name}`` query string asks for.
+
+    A query past one of ``limits`` (filters, sort keys, fields, values of one
+    ``in``) is a 400 naming the limit: its cost is bounded before it runs.
+    """
     if not params:
-        return Query(limit=min(DEFAULT_LIMIT, max_limit)), ReadTimes()
+        query = Query(limit=min(DEFAULT_LIMIT, max_limit), max_bytes=limits.answer_bytes)
+        return query, ReadTimes()
+    _check_complexity(params, limits)
     filters: list[Filter] = []
     lists: dict[tuple[str, str], list[object]] = {}
     for name, value in params:
@@ -196,6 +205,7 @@ def parse_query(
         limit=_integer(params, "limit", min(DEFAULT_LIMIT, max_limit), max_limit),
         offset=_integer(params, "offset", 0, 2**62),
         fields=parse_fields(spec, _single(params, "fields"), extra_fields),
+        max_bytes=limits.answer_bytes,
     )
     return query, _read_times(params)
 
@@ -211,6 +221,30 @@ def _list_values(param: str, text: str) -> list[str]:
     except csv.Error:
         raise _bad(param, 'unbalanced quotes; quote a value with commas as "a,b"') from None
     return [p for row in rows for p in row if p != ""]
+
+
+def _check_complexity(params: Sequence[tuple[str, str]], limits: Limits) -> None:
+    """400 for a query past one of ``limits``, before anything is parsed."""
+    filters = [(k, v) for k, v in params if k not in QUERY_PARAMETERS]
+    if len(filters) > limits.query_filters:
+        raise _limit(filters[0][0], f"at most {limits.query_filters} filters", "query_filters")
+    for name, limit, what in (
+        ("sort", limits.query_sort_keys, "query_sort_keys"),
+        ("fields", limits.query_fields, "query_fields"),
+    ):
+        for k, v in params:
+            if k == name and len([p for p in v.split(",") if p.strip()]) > limit:
+                raise _limit(name, f"at most {limit} {name} keys", what)
+    values: dict[str, int] = {}
+    for k, v in filters:
+        if k.partition("__")[2] in _LIST_OPERATORS:
+            values[k] = values.get(k, 0) + v.count(",") + 1
+            if values[k] > limits.query_in_values:
+                raise _limit(k, f"at most {limits.query_in_values} values", "query_in_values")
+
+
+def _limit(param: str, message: str, limit: str) -> InvalidRequest:
+    return _bad(param, f"{message} ({limit}, a limit of this server)")
 
 
 def _filterable(spec: ResourceSpec, param: str, field_name: str, op: str) -> Field:
@@ -230,6 +264,8 @@ def _filterable(spec: ResourceSpec, param: str, field_name: str, op: str) -> Fie
 
 
 def _value(field: Field, param: str, text: str) -> object:
+    if "\x00" in text:  # never stored (a 422 on writes), so never searched for
+        raise _bad(param, "U+0000 (NUL) is not allowed in text")
     try:
         return field.parse_query_value(text)
     except ValueError as exc:

@@ -248,6 +248,7 @@ class CollectionResource(_Resource):
             pairs(req.query_string),
             self.extra_fields["query"],
             max_limit=self.max_limit,
+            limits=self.documents.limits,
         )
         page = await self.documents.query(query, as_of=times.as_of, known_at=times.known_at)
         items = [await self._render(doc, "query", query.fields) for doc in page.items]
@@ -375,10 +376,11 @@ class DocumentResource(_Resource):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str
     ) -> None:
         page = parse_page(pairs(req.query_string), max_limit=self.max_limit)
-        results = await self.documents.revisions(id)
-        chosen = results[page.offset : page.offset + page.limit]
-        link_next(req, resp, page.offset, len(chosen), len(results))
-        send(resp, {"total": len(results), "resources": [render_revision(r) for r in chosen]})
+        total, chosen = await self.documents.revisions_page(
+            id, limit=page.limit, offset=page.offset
+        )
+        link_next(req, resp, page.offset, len(chosen), total)
+        send(resp, {"total": total, "resources": [render_revision(r) for r in chosen]})
 
     async def on_get_revision(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str, rev: str

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
+import resource
 import sys
 from collections.abc import Sequence
 from typing import Any, Final
@@ -46,6 +48,8 @@ log = logging.getLogger("eventdocs.serve")
 
 DEFAULT_STORE = "eventdocs.db"
 GRACEFUL_SHUTDOWN_SECONDS = 10
+LIMIT_CONCURRENCY = 4000  # connections or tasks; uvicorn answers 503 above
+TIMEOUT_KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open
 _STARTUP_FAILURE = 3  # uvicorn's: its supervisor stops instead of restarting the worker
 # Below this many bytes gzip saves less than it costs (docs/operations.md has the figures).
 GZIP_MIN: Final = 1024
@@ -157,6 +161,13 @@ def run(
     max_limit: int = _DEFAULTS.query_limit,
     max_bulk_ids: int = _DEFAULTS.bulk_ids,
     max_pending: int = _DEFAULTS.pending_per_resource,
+    max_answer_bytes: int = _DEFAULTS.answer_bytes,
+    max_filters: int = _DEFAULTS.query_filters,
+    max_sort_keys: int = _DEFAULTS.query_sort_keys,
+    max_fields: int = _DEFAULTS.query_fields,
+    max_in_values: int = _DEFAULTS.query_in_values,
+    limit_concurrency: int | None = LIMIT_CONCURRENCY,
+    timeout_keep_alive: int = TIMEOUT_KEEP_ALIVE,
     cors_origins: Sequence[str] = (),
     log_level: str = "info",
     log_format: str = "plain",
@@ -170,9 +181,16 @@ def run(
     unless ``insecure``. The limits answer a clear error when passed: bodies
     over ``max_body`` bytes (413), ``?limit=`` over ``max_limit`` (400), bulk
     requests over ``max_bulk_ids`` ids (413), a scheduled write beyond
-    ``max_pending`` pending per resource (429). The access log is off by
-    default; it costs a tenth of the throughput. ``cors_origins`` turns CORS
-    on for those origins (``*``: any). Logs go to stderr at ``log_level``, as
+    ``max_pending`` pending per resource (429), a page holding more than
+    ``max_answer_bytes`` of documents (413), a query with more than
+    ``max_filters`` filters, ``max_sort_keys`` sort keys, ``max_fields``
+    fields or ``max_in_values`` values in one ``in`` (400). Connections:
+    past ``limit_concurrency`` connections or tasks uvicorn answers 503, an
+    idle keep-alive connection is closed after ``timeout_keep_alive``
+    seconds (uvicorn has no timeout for a request's headers: put a reverse
+    proxy in front for the internet, see docs/costs.md). The access log is
+    off by default; it costs a tenth of the throughput. ``cors_origins``
+    turns CORS on for those origins (``*``: any). Logs go to stderr at ``log_level``, as
     plain text or JSON lines (``log_format``). Answers of ``gzip_min`` bytes
     or more are gzipped for clients that accept it (0: never).
 
@@ -190,7 +208,16 @@ def run(
                 "anyway"
             )
         log.warning("serving on %s without authentication: anyone who can reach it can write", host)
-    limits = Limits(bulk_ids=max_bulk_ids, pending_per_resource=max_pending, query_limit=max_limit)
+    limits = Limits(
+        bulk_ids=max_bulk_ids,
+        pending_per_resource=max_pending,
+        query_limit=max_limit,
+        query_filters=max_filters,
+        query_sort_keys=max_sort_keys,
+        query_fields=max_fields,
+        query_in_values=max_in_values,
+        answer_bytes=max_answer_bytes,
+    )
     app = build_app(
         target,
         store=store,
@@ -212,7 +239,10 @@ def run(
         log_config=None,
         log_level=log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        limit_concurrency=limit_concurrency,
+        timeout_keep_alive=timeout_keep_alive,
     )
+    _raise_open_files_limit()
     path = sqlite_path(store)
     ownership = claim(path) if path is not None else None  # refused here: one line, no traceback
     try:
@@ -221,6 +251,18 @@ def run(
     finally:
         if ownership is not None:
             ownership.release()
+
+
+def _raise_open_files_limit() -> None:
+    """Raise the soft limit on open files to the hard one.
+
+    Each connection holds a descriptor; at the usual soft limit of 1024 a
+    thousand idle clients would make ``accept`` fail for everyone else.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def from_environment() -> App:
@@ -273,6 +315,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=_DEFAULTS.pending_per_resource,
         help="scheduled writes pending per resource (429 above)",
     )
+    for flag, default, what in (
+        ("--max-answer-bytes", _DEFAULTS.answer_bytes, "bytes of documents per page (413 above)"),
+        ("--max-filters", _DEFAULTS.query_filters, "filters per query (400 above)"),
+        ("--max-sort-keys", _DEFAULTS.query_sort_keys, "sort keys per query (400 above)"),
+        ("--max-fields", _DEFAULTS.query_fields, "names in ?fields= (400 above)"),
+        ("--max-in-values", _DEFAULTS.query_in_values, "values of one in/notin (400 above)"),
+        ("--limit-concurrency", LIMIT_CONCURRENCY, "connections or tasks (503 above)"),
+        ("--timeout-keep-alive", TIMEOUT_KEEP_ALIVE, "seconds an idle connection stays open"),
+    ):
+        parser.add_argument(flag, type=int, default=default, help=what)
     args = parser.parse_args(argv)
     try:
         run(
@@ -287,6 +339,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             max_limit=args.max_limit,
             max_bulk_ids=args.max_bulk_ids,
             max_pending=args.max_pending,
+            max_answer_bytes=args.max_answer_bytes,
+            max_filters=args.max_filters,
+            max_sort_keys=args.max_sort_keys,
+            max_fields=args.max_fields,
+            max_in_values=args.max_in_values,
+            limit_concurrency=args.limit_concurrency,
+            timeout_keep_alive=args.timeout_keep_alive,
             cors_origins=args.cors_origin,
             log_level=args.log_level,
             log_format=args.log_format,

@@ -6,8 +6,8 @@ every event up to ``seq``, the master collection the state at valid time
 
 1. events appended since ``seq`` are folded into the history, onto the last
    history row when they come after everything the document had (the common
-   case), otherwise by re-folding the document's whole log (backdated writes,
-   cancels);
+   case), otherwise by re-folding the document from the last history row
+   before the earliest point the new events change (backdated writes, cancels);
 2. the master row of every document touched by those events, or by a write
    that came due since ``toa``, becomes its history row in effect at the new
    ``toa``;
@@ -29,7 +29,7 @@ import msgspec
 
 from eventdocs.errors import StorageError
 from eventdocs.events import Cancel, Event
-from eventdocs.fold import MISSING, DocState, fold, order_key, step
+from eventdocs.fold import MISSING, DocState, cancelled_targets, order_key, step
 from eventdocs.projections.views import Change, View, fold_view, rebuild_view
 from eventdocs.storage.contract import (
     Checkpoint,
@@ -44,6 +44,7 @@ from eventdocs.times import Clock
 __all__ = ["Projector", "ViewFailure", "history_rows", "in_effect"]
 
 _RECENT_ROWS = 4096
+_LOOKUP_CHUNK = 2000
 log = logging.getLogger("eventdocs.projector")
 
 
@@ -192,12 +193,23 @@ class Projector:
         self, resource: str, checkpoint: Checkpoint, events: list[Event], now: int
     ) -> ProjectionBatch | None:
         store = self.store
-        due = []
+        due: list[Event] = []
+        # Without views to tell, a store that can applies due writes to the master
+        # collection itself, in the step's transaction: nothing to read or decode.
+        in_store = getattr(store, "applies_due", False) and not self._views_of.get(resource)
+        due_window = None
         if now > checkpoint.toa:
-            due = await store.read_due(
-                resource, after_toa=checkpoint.toa, until_toa=now, max_seq=checkpoint.seq
-            )
-        if not events and not due:
+            if in_store:
+                first = await store.next_toa(
+                    resource, after_toa=checkpoint.toa, max_seq=checkpoint.seq
+                )
+                if first is not None and first <= now:
+                    due_window = (checkpoint.toa, now, checkpoint.seq)
+            else:
+                due = await store.read_due(
+                    resource, after_toa=checkpoint.toa, until_toa=now, max_seq=checkpoint.seq
+                )
+        if not events and not due and due_window is None:
             return None
         new_seq = events[-1].seq if events else checkpoint.seq
         lookup = {e.id for e in due}
@@ -235,22 +247,30 @@ class Projector:
                     master[doc_id] = _master(current)
                     lookup.discard(doc_id)
             else:
-                log = [e for e in await store.read_document(resource, doc_id) if e.seq <= new_seq]
-                rows = link(
-                    [
-                        Document(doc_id, r.state, r.rev or 0, r.event.toa, r.event.seq)
-                        for r in fold(log).results
-                        if r.outcome == "applied" and r.rev is not None
-                    ]
-                )
-                history.append(HistoryWrite(doc_id, 1, rows))
-                master[doc_id] = _master(in_effect(rows, now))
-                lookup.discard(doc_id)
-        for doc_id in lookup:
-            master[doc_id] = _master(await store.history_at(resource, doc_id, toa=now))
+                refolded = await self._refold(resource, doc_id, new, new_seq)
+                if refolded is None:
+                    continue
+                write, before, start = refolded
+                history.append(write)
+                if start <= now:
+                    kept = [before] if before is not None else []
+                    master[doc_id] = _master(in_effect([*kept, *write.rows], now))
+                    lookup.discard(doc_id)
+                else:  # nothing changed at now: the stored row in effect stays
+                    lookup.add(doc_id)
+        # A mass activation brings many documents here: read them in bounded chunks,
+        # on a reader thread, yielding between them so requests keep being served.
+        pending = list(lookup)
+        for i in range(0, len(pending), _LOOKUP_CHUNK):
+            chunk = pending[i : i + _LOOKUP_CHUNK]
+            rows = await store.history_at_many(resource, chunk, toa=now)
+            for doc_id in chunk:
+                master[doc_id] = _master(rows.get(doc_id))
+            await asyncio.sleep(0)
 
         moved = Checkpoint(new_seq, now)
         return ProjectionBatch(
+            due=due_window,
             base=checkpoint,
             checkpoint=moved,
             history=history,
@@ -258,6 +278,50 @@ class Projector:
             deletes=[k for k, d in master.items() if d is None],
             views=await self._view_writes(resource, master, moved),
         )
+
+    async def _refold(
+        self, resource: str, doc_id: str, new: list[Event], new_seq: int
+    ) -> tuple[HistoryWrite, Document | None, int] | None:
+        """Re-fold a document from the first point a backdated write or a cancel
+        changes: the history row before it stays, and only the events from
+        there on are read and folded (not the document's whole log).
+
+        Returns the history write, the row kept before it and the TOA it starts
+        at, or ``None`` when nothing changes (a cancel of no write of this document).
+        """
+        store = self.store
+        starts = [order_key(e) for e in new if not isinstance(e, Cancel)]
+        for cancel in (e for e in new if isinstance(e, Cancel)):
+            target = await store.read_event(resource, cancel.target)
+            if target is not None and target.id == doc_id and not isinstance(target, Cancel):
+                starts.append(order_key(target))
+        if not starts:
+            return None
+        toa, seq = min(starts)
+        before = await store.history_before(resource, doc_id, toa=toa, seq=seq)
+        writes = [
+            e
+            for e in await store.read_from(resource, doc_id, toa=toa, seq=seq)
+            if e.seq <= new_seq and not isinstance(e, Cancel)
+        ]
+        cancels = [
+            c
+            for c in await store.read_cancels(resource, [e.seq for e in writes])
+            if c.seq <= new_seq and c.id == doc_id
+        ]
+        cancelled, _ = cancelled_targets([*writes, *cancels])
+        state = MISSING
+        if before is not None:
+            state = DocState(before.data, before.rev, before.updated, before.seq)
+        steps = []
+        for event in writes:
+            if event.seq in cancelled:
+                continue
+            state, failure = step(state, event)
+            if failure is None:
+                steps.append((state, event))
+        from_rev = 1 if before is None else before.rev + 1
+        return HistoryWrite(doc_id, from_rev, history_rows(doc_id, steps)), before, toa
 
     async def _view_writes(
         self, resource: str, master: dict[str, Document | None], checkpoint: Checkpoint

@@ -41,6 +41,7 @@ class Scheduler:
         self._stopping = False
         self.next_toa: int | None = None
         self.retry_delay = 0.5
+        self._watcher: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
         """Something was appended: look again at what is due and when."""
@@ -50,12 +51,27 @@ class Scheduler:
         """Catch up every resource, then keep them current in the background."""
         if self.lease is not None:
             await self.lease.start()
+        # A store that can tell of other processes' appends (MongoDB's change
+        # streams) wakes the leader at once; otherwise the leader polls.
+        watch = getattr(self.projector.store, "watch_appends", None)
+        if watch is not None and self.lease is not None:
+            self._watcher = await watch(self._appended)
         await self.run_once()
         self._task = asyncio.create_task(self._run(), name="eventdocs-scheduler")
+
+    def _appended(self) -> None:
+        """Some process appended: the leader looks at what is due."""
+        if self.lease is not None and self.lease.leading:
+            self._wake.set()
 
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -87,7 +103,9 @@ class Scheduler:
                 log.exception("projection failed; retrying")
                 wake_at = clock.now() + int(self.retry_delay * 1e6)
             if self.lease is not None and self.lease.leading:
-                # Other processes' appends do not notify this one: look again soon.
-                poll_at = clock.now() + int(self.poll * 1e6)
+                # Other processes' appends do not notify this one: look again soon
+                # (rarely when a change stream tells of them, in case it missed one).
+                poll = self.poll if self._watcher is None else 10 * self.poll
+                poll_at = clock.now() + int(poll * 1e6)
                 wake_at = poll_at if wake_at is None else min(wake_at, poll_at)
             await clock.sleep_until(MAX_TIME if wake_at is None else wake_at, self._wake)

@@ -41,8 +41,9 @@ __all__ = [
 def open_store(url: str, *, clock: Clock | None = None, readonly: bool = False) -> EventStore:
     """The store for ``url``; call ``await store.open()`` before use.
 
-    ``readonly`` opens a SQLite file as a reader beside its owner: nothing is
-    created or written, and no ownership is taken (other backends ignore it).
+    ``readonly`` opens a SQLite file (or a MongoDB database of a standalone
+    server) as a reader beside its owner: nothing is created or written, and no
+    ownership is taken (the memory store ignores it).
     """
     if url == "memory:":
         from eventdocs.storage.memory import MemoryStore
@@ -51,7 +52,7 @@ def open_store(url: str, *, clock: Clock | None = None, readonly: bool = False) 
     if url.startswith(("mongodb://", "mongodb+srv://")):
         from eventdocs.storage.mongodb import MongoStore  # type: ignore[import-not-found,unused-ignore]
 
-        return MongoStore(url, clock=clock)  # type: ignore[no-any-return,unused-ignore]
+        return MongoStore(url, clock=clock, readonly=readonly)  # type: ignore[no-any-return,unused-ignore]
     path = sqlite_path(url)
     assert path is not None
     from eventdocs.storage.sqlite import SQLiteStore  # type: ignore[import-not-found,unused-ignore]

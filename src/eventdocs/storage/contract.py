@@ -136,6 +136,11 @@ class ProjectionBatch(msgspec.Struct, frozen=True):
     deletes: list[str] = []
     views: dict[str, ViewWrite] = {}
     base: Checkpoint | None = None
+    # Only for a store whose ``applies_due`` is true: ``(after_toa, until_toa,
+    # max_seq)`` of writes that came due, whose documents the store sets in the
+    # master collection to their history row in effect at ``until_toa`` (after
+    # ``history``, before ``upserts`` and ``deletes``, which win).
+    due: tuple[int, int, int] | None = None
 
     def fits(self, stored: Checkpoint) -> bool:
         """Whether this batch may be written over the ``stored`` checkpoint."""
@@ -358,6 +363,64 @@ class EventStore(Protocol):
     ) -> list[Document]:
         """History rows of documents with ``id > after``, in (id, rev) order, up to
         ``limit`` rows and never stopping within a document."""
+        ...
+
+    # -- reads bounded by the answer -------------------------------------------
+
+    async def read_revisions(
+        self, resource: str, id: str, *, limit: int, offset: int = 0
+    ) -> tuple[int, list[Event]]:
+        """How many events document ``id`` has, and ``limit`` of them from ``offset``
+        in valid-time ``(toa, seq)`` order (cancels included): an index range."""
+        ...
+
+    async def read_from(self, resource: str, id: str, *, toa: int, seq: int) -> list[Event]:
+        """Document ``id``'s events with ``(toa, seq) >= (toa, seq)``, in that order:
+        what a backdated write or a cancel re-folds."""
+        ...
+
+    async def read_cancels(self, resource: str, targets: Sequence[int]) -> list[Event]:
+        """The cancels whose ``target`` is one of ``targets``, in seq order."""
+        ...
+
+    async def history_before(
+        self, resource: str, id: str, *, toa: int, seq: int
+    ) -> Document | None:
+        """The last history row of ``id`` with ``(updated, seq) < (toa, seq)``."""
+        ...
+
+    async def history_span(self, resource: str, id: str, *, start: int, end: int) -> list[Document]:
+        """The history rows of ``id`` with ``start <= updated <= end``, in rev order."""
+        ...
+
+    async def history_rev(self, resource: str, id: str, rev: int) -> Document | None:
+        """The history row of ``id`` at revision ``rev`` (a primary-key seek)."""
+        ...
+
+    async def history_at_many(
+        self, resource: str, ids: Sequence[str], *, toa: int
+    ) -> dict[str, Document]:
+        """:meth:`history_at` for each of ``ids`` that has a row at ``toa``."""
+        ...
+
+    # -- scheduled writes ---------------------------------------------------
+
+    async def set_pending_limit(self, resource: str, limit: int | None) -> None:
+        """From now on, an append that would take ``resource`` past ``limit``
+        scheduled writes pending raises ``LimitExceeded`` and appends nothing,
+        checked in the append's transaction where the store can (SQLite,
+        memory), so concurrent scheduled writes never overshoot it."""
+        ...
+
+    async def count_pending(self, resource: str, *, now: int) -> int:
+        """How many writes have a TOA after ``now`` and were not cancelled."""
+        ...
+
+    async def read_pending(
+        self, resource: str, *, now: int, limit: int, offset: int = 0
+    ) -> list[Event]:
+        """``limit`` of the writes :meth:`count_pending` counts, from ``offset``,
+        in ``(toa, seq)`` order."""
         ...
 
     # -- views ---------------------------------------------------------------

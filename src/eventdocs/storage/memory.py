@@ -13,9 +13,9 @@ from typing import Any
 
 import msgspec
 
-from eventdocs.errors import InvalidRequest, KeyReused, NotFound, Stale
+from eventdocs.errors import InvalidRequest, KeyReused, LimitExceeded, NotFound, Stale
 from eventdocs.events import Cancel, Draft, Event
-from eventdocs.query import Query, matches, sort_documents
+from eventdocs.query import Query, answer_too_large, matches, sort_documents
 from eventdocs.storage.contract import (
     Appended,
     Checkpoint,
@@ -58,12 +58,20 @@ def _linked(rows: list[Document]) -> list[Document]:
     ]
 
 
+def _valid_order(event: Event) -> tuple[int, int]:
+    return (event.toa, event.seq)
+
+
 def _page(docs: list[Document], query: Query) -> tuple[int, list[Document]]:
     by_id = {d.id: d for d in docs}
     hits = [(d.id, d.data or {}) for d in docs if matches(d.id, d.data or {}, query.filters)]
     ordered = sort_documents(hits, query.sort)
-    page = ordered[query.offset : query.offset + query.limit]
-    return len(hits), [by_id[doc_id] for doc_id, _ in page]
+    page = [by_id[doc_id] for doc_id, _ in ordered[query.offset : query.offset + query.limit]]
+    if query.max_bytes is not None:
+        size = sum(len(msgspec.json.encode(d.data)) for d in page if d.data is not None)
+        if size > query.max_bytes:
+            raise answer_too_large(query.max_bytes)
+    return len(hits), page
 
 
 class MemoryStore:
@@ -74,6 +82,7 @@ class MemoryStore:
         self._resources: dict[str, _Resource] = {}
         self._views: dict[str, _View] = {}
         self._lock = asyncio.Lock()
+        self._pending_limits: dict[str, int | None] = {}
 
     async def open(self) -> None:
         return None
@@ -117,6 +126,17 @@ class MemoryStore:
                     guard.before is not None and recorded >= guard.before
                 ):
                     raise Stale(f"{resource} {guard.id!r} changed since the write was decided")
+            limit = self._pending_limits.get(resource)
+            scheduled = sum(1 for d in drafts if d.toa is not None and d.toa > recorded)
+            if (
+                limit is not None
+                and scheduled
+                and await self.count_pending(resource, now=recorded) + scheduled > limit
+            ):
+                raise LimitExceeded(
+                    f"{resource} already has {limit} scheduled writes pending",
+                    "pending_per_resource",
+                )
             res.last_recorded = recorded
             start = len(res.log)
             events = [d.record(resource, start + i + 1, recorded) for i, d in enumerate(drafts)]
@@ -301,6 +321,52 @@ class MemoryStore:
                 break
             rows.extend(history[doc_id])
         return rows
+
+    async def read_revisions(
+        self, resource: str, id: str, *, limit: int, offset: int = 0
+    ) -> tuple[int, list[Event]]:
+        events = sorted(await self.read_document(resource, id), key=lambda e: (e.toa, e.seq))
+        return len(events), events[offset : offset + limit]
+
+    async def read_from(self, resource: str, id: str, *, toa: int, seq: int) -> list[Event]:
+        events = await self.read_document(resource, id)
+        return sorted((e for e in events if (e.toa, e.seq) >= (toa, seq)), key=_valid_order)
+
+    async def read_cancels(self, resource: str, targets: Sequence[int]) -> list[Event]:
+        wanted = set(targets)
+        return [e for e in self._res(resource).log if isinstance(e, Cancel) and e.target in wanted]
+
+    async def history_before(
+        self, resource: str, id: str, *, toa: int, seq: int
+    ) -> Document | None:
+        rows = self._res(resource).history.get(id, [])
+        before = [r for r in rows if (r.updated, r.seq) < (toa, seq)]
+        return before[-1] if before else None
+
+    async def history_span(self, resource: str, id: str, *, start: int, end: int) -> list[Document]:
+        return [r for r in self._res(resource).history.get(id, []) if start <= r.updated <= end]
+
+    async def history_rev(self, resource: str, id: str, rev: int) -> Document | None:
+        rows = [r for r in self._res(resource).history.get(id, []) if r.rev == rev]
+        return rows[0] if rows else None
+
+    async def history_at_many(
+        self, resource: str, ids: Sequence[str], *, toa: int
+    ) -> dict[str, Document]:
+        found = {i: await self.history_at(resource, i, toa=toa) for i in ids}
+        return {i: row for i, row in found.items() if row is not None}
+
+    async def set_pending_limit(self, resource: str, limit: int | None) -> None:
+        self._res(resource)
+        self._pending_limits[resource] = limit
+
+    async def count_pending(self, resource: str, *, now: int) -> int:
+        return len(self._due(resource, now, 2**62, 2**62))
+
+    async def read_pending(
+        self, resource: str, *, now: int, limit: int, offset: int = 0
+    ) -> list[Event]:
+        return self._due(resource, now, 2**62, 2**62)[offset : offset + limit]
 
     async def ensure_view(self, view: str) -> None:
         self._views.setdefault(view, _View())

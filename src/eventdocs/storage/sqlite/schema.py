@@ -42,6 +42,7 @@ CREATE INDEX IF NOT EXISTS "{r}_revisions_next" ON "{r}_revisions" (id, toa)
     WHERE action != 'cancel';
 CREATE INDEX IF NOT EXISTS "{r}_revisions_target" ON "{r}_revisions" (target)
     WHERE target IS NOT NULL;
+CREATE INDEX IF NOT EXISTS "{r}_revisions_valid" ON "{r}_revisions" (id, toa);
 CREATE TABLE IF NOT EXISTS "{r}" (
     id TEXT PRIMARY KEY, doc TEXT, rev INTEGER NOT NULL, updated INTEGER NOT NULL,
     seq INTEGER NOT NULL, valid_to INTEGER) WITHOUT ROWID;
@@ -77,9 +78,12 @@ class _Sql:
         self.read_document = f"SELECT data FROM {log} WHERE id = ? ORDER BY seq"
         # The index on id holds the rowid (seq) too, so it serves (id, seq) order.
         self.by_document = f"SELECT data FROM {log} WHERE id > ? ORDER BY id, seq LIMIT ?"
+        # One backwards seek per id on (id, toa) where action != 'cancel', not its whole log.
         self.heads = (
-            f"SELECT id, toa, seq FROM {log} WHERE id IN (SELECT value FROM json_each(?))"
-            " AND seq <= ? AND action != 'cancel' ORDER BY toa, seq"
+            f"SELECT j.value, e.toa, e.seq FROM json_each(?1) AS j JOIN {log} AS e"
+            f' ON e.seq = (SELECT seq FROM {log} INDEXED BY "{r}_revisions_next"'
+            " WHERE id = j.value AND seq <= ?2 AND action != 'cancel'"
+            " ORDER BY toa DESC, seq DESC LIMIT 1)"
         )
         self.last_seq = f"SELECT coalesce(max(seq), 0) FROM {log}"
         # What a write is decided on: one index seek each, however long the history.
@@ -93,6 +97,26 @@ class _Sql:
         self.read_due = f"SELECT e.data {due} ORDER BY e.toa, e.seq LIMIT ?4"
         self.next_toa = f"SELECT min(e.toa) {due}"
         self.count_due = f"SELECT count(*) {due}"
+        # A mass activation in two statements: each due document's master row becomes
+        # its history row in effect at ?4 (one seek each), or goes when there is none.
+        in_effect = (
+            f"(SELECT rev FROM {h} WHERE id = d.id AND updated <= ?4"
+            " ORDER BY updated DESC, seq DESC LIMIT 1)"
+        )
+        self.apply_due = (
+            f'INSERT INTO "{r}" ({_DOC}) SELECT x.id, x.doc, x.rev, x.updated, x.seq, NULL'
+            f" FROM (SELECT DISTINCT e.id AS id {due}) AS d JOIN {h} AS x"
+            f" ON x.id = d.id AND x.rev = {in_effect} WHERE x.doc IS NOT NULL"
+            " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, rev = excluded.rev,"
+            " updated = excluded.updated, seq = excluded.seq, valid_to = NULL"
+        )
+        self.drop_due = (
+            f'DELETE FROM "{r}" WHERE id IN (SELECT d.id FROM (SELECT DISTINCT e.id AS id {due})'
+            f" AS d LEFT JOIN {h} AS x ON x.id = d.id AND x.rev = {in_effect}"
+            " WHERE x.doc IS NULL)"
+        )
+        self.pending = f"SELECT e.toa, e.seq, e.id {due}"
+        self.pending_page = f"SELECT e.data {due} ORDER BY e.toa, e.seq LIMIT ?4 OFFSET ?5"
         self.del_history = f"DELETE FROM {h} WHERE id = ? AND rev >= ?"
         self.link_history = (
             f"UPDATE {h} SET valid_to = ?3 WHERE id = ?1"
@@ -109,9 +133,11 @@ class _Sql:
         self.get = f'SELECT {_DOC} FROM "{r}" WHERE id = ?'
         self.scan = f'SELECT {_DOC} FROM "{r}" WHERE id > ? ORDER BY id LIMIT ?'
         self.history = f"SELECT {_DOC} FROM {h} WHERE id = ? ORDER BY rev"
+        # Per id one seek for its last rev, one for the row: never the whole history.
         self.tails = (
-            f"SELECT id, doc, max(rev), updated, seq, valid_to FROM {h}"
-            " WHERE id IN (SELECT value FROM json_each(?)) GROUP BY id"
+            "SELECT t.id, t.doc, t.rev, t.updated, t.seq, t.valid_to"
+            f" FROM json_each(?) AS j JOIN {h} AS t"
+            f" ON t.id = j.value AND t.rev = (SELECT max(rev) FROM {h} WHERE id = j.value)"
         )
         # (updated, seq) order is rev order within a document; the index makes a read
         # at a valid time one seek, however deep the history.
@@ -120,6 +146,33 @@ class _Sql:
             " ORDER BY updated DESC, seq DESC LIMIT 1"
         )
         self.scan_history = f"SELECT {_DOC} FROM {h} WHERE id > ? ORDER BY id, rev LIMIT ?"
+        # A document's events in valid-time order, from the (id, toa) index (seq is the
+        # rowid, so the index is in (id, toa, seq) order): pages and re-folds seek.
+        self.revisions = f"SELECT data FROM {log} WHERE id = ? ORDER BY toa, seq LIMIT ? OFFSET ?"
+        self.count_document = f"SELECT count(*) FROM {log} WHERE id = ?"
+        self.read_from = (
+            f"SELECT data FROM {log} WHERE id = ?1 AND toa >= ?2 AND (toa > ?2 OR seq >= ?3)"
+            " ORDER BY toa, seq"
+        )
+        self.cancels = (
+            f"SELECT data FROM {log} WHERE target IN (SELECT value FROM json_each(?))"
+            " AND target IS NOT NULL ORDER BY seq"
+        )
+        self.history_before = (
+            f"SELECT {_DOC} FROM {h} WHERE id = ?1 AND updated <= ?2"
+            " AND (updated < ?2 OR seq < ?3) ORDER BY updated DESC, seq DESC LIMIT 1"
+        )
+        self.history_span = (
+            f"SELECT {_DOC} FROM {h} WHERE id = ? AND updated >= ? AND updated <= ?"
+            " ORDER BY updated, seq"
+        )
+        self.history_rev = f"SELECT {_DOC} FROM {h} WHERE id = ? AND rev = ?"
+        self.history_at_many = (
+            "SELECT r.id, r.doc, r.rev, r.updated, r.seq, r.valid_to"
+            f" FROM json_each(?1) AS j JOIN {h} AS r"
+            f" ON r.id = j.value AND r.rev = (SELECT rev FROM {h} WHERE id = j.value"
+            " AND updated <= ?2 ORDER BY updated DESC, seq DESC LIMIT 1)"
+        )
         self.master_from = f'FROM "{r}" WHERE 1'
         self.alive_from = f"FROM {h} WHERE {_ALIVE}"
 

@@ -1,9 +1,11 @@
 """The SQLite store: the contract over one database file in WAL mode.
 
-Writes go through the writer thread (:mod:`.writer`). Reads use a second
-connection directly on the event loop thread: they are short index lookups,
-and a hop to a thread would cost more than they take. WAL lets them run while
-the writer commits; each read sees the last commit.
+Writes go through the writer thread (:mod:`.writer`). Point reads (one index
+seek: ``get``, ``history_at``, ``read_head``...) use a connection directly on
+the event loop thread, where a hop to a thread would cost more than they
+take; reads whose cost grows with the data (queries, a document's log, scans)
+run on reader threads (:mod:`.readers`) so they never stall the loop. WAL
+lets all of them run while the writer commits; each read sees the last commit.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from eventdocs.errors import (
 )
 from eventdocs.events import Cancel, Draft, Event, decode_event, encode_event
 from eventdocs.projections.views import View
-from eventdocs.query import Query
+from eventdocs.query import Query, answer_too_large
 from eventdocs.storage.contract import (
     Appended,
     Checkpoint,
@@ -39,6 +41,7 @@ from eventdocs.storage.contract import (
 from eventdocs.storage.loading import check_cancel, check_next
 from eventdocs.storage.sqlite.compile import _compile, _operand, _sql_decimal, _sql_lower
 from eventdocs.storage.sqlite.owner import Ownership, claim
+from eventdocs.storage.sqlite.readers import Readers
 from eventdocs.storage.sqlite.rebuild import drop_leftovers, rebuild
 from eventdocs.storage.sqlite.schema import (
     _CHECKPOINT,
@@ -56,7 +59,20 @@ from eventdocs.storage.sqlite.schema import (
     _storage_error,
 )
 from eventdocs.storage.sqlite.writer import _Append, _Call, _Writer
-from eventdocs.times import Clock, SystemClock
+from eventdocs.times import MAX_TIME, Clock, SystemClock
+
+
+def _capped(rows: Iterable[Any], max_bytes: int | None) -> list[Any]:
+    """The rows of a page, refused as soon as their documents pass ``max_bytes``."""
+    if max_bytes is None:
+        return list(rows)
+    out, size = [], 0
+    for row in rows:
+        size += len(row[1] or "")
+        if size > max_bytes:
+            raise answer_too_large(max_bytes)
+        out.append(row)
+    return out
 
 
 def _open_error(path: str, exc: sqlite3.Error) -> StorageError:
@@ -66,6 +82,9 @@ def _open_error(path: str, exc: sqlite3.Error) -> StorageError:
 
 class SQLiteStore:
     """Every resource in one SQLite file; see the module docstring for the design."""
+
+    # Writes that come due are applied to the master collection in SQL (ProjectionBatch.due).
+    applies_due = True
 
     def __init__(
         self, path: str | os.PathLike[str], *, clock: Clock | None = None, readonly: bool = False
@@ -77,6 +96,8 @@ class SQLiteStore:
         self._owner: Ownership | None = None
         self._writer: _Writer | None = None
         self._reader: sqlite3.Connection | None = None
+        self._readers: Readers | None = None  # queries, scans: what a client asks for
+        self._quick: Readers | None = None  # the projector's and writers' bounded reads
         self._sql: dict[str, _Sql] = {}
         self._views: set[str] = set()
 
@@ -106,6 +127,47 @@ class SQLiteStore:
             return self._reader.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise _storage_error(exc) from exc
+
+    async def _read(
+        self, sql: str, params: Sequence[Any] = (), *, quick: bool = False
+    ) -> list[Any]:
+        """Rows of a read whose cost grows with the data, from a reader thread.
+
+        ``quick`` reads (the projector's, a writer's) have a pool of their own, so
+        that two long queries never hold up a write's projection.
+        """
+        readers = self._quick if quick else self._readers
+        if readers is None:
+            raise StorageError("the store is not open")
+
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _storage_error(exc) from exc
+
+        return await readers.run(read)
+
+    async def _read_events(
+        self, sql: str, params: Sequence[Any], *, quick: bool = False
+    ) -> list[Event]:
+        readers = self._quick if quick else self._readers
+        if readers is None:
+            raise StorageError("the store is not open")
+
+        def read(conn: sqlite3.Connection) -> list[Event]:
+            try:
+                return [decode_event(d) for (d,) in conn.execute(sql, params)]
+            except sqlite3.Error as exc:
+                raise _storage_error(exc) from exc
+
+        return await readers.run(read)
+
+    @property
+    def reader_threads(self) -> set[int]:
+        """The threads that ran reads off the loop so far (for tests)."""
+        pools = (self._readers, self._quick)
+        return {t for pool in pools if pool is not None for t in pool.threads}
 
     def _res(self, resource: str) -> _Sql:
         try:
@@ -142,9 +204,8 @@ class SQLiteStore:
             await self.close()
             raise
 
-    def _open_reader(self, *, read_only: bool) -> None:
-        if read_only and not os.path.exists(self.path):
-            raise NotFound(f"no store at {self.path}")
+    def _connect(self, *, read_only: bool) -> sqlite3.Connection:
+        """A reader connection: query-only, with the functions queries call."""
         # mode=ro: never a write to the file, whoever else has it open.
         target = f"file:{quote(os.path.abspath(self.path))}?mode=ro" if read_only else self.path
         try:
@@ -161,6 +222,16 @@ class SQLiteStore:
             conn.executescript("PRAGMA query_only=1; PRAGMA cache_size=-32768;")
             conn.create_function("eventdocs_lower", 1, _sql_lower, deterministic=True)
             conn.create_function("eventdocs_decimal", 2, _sql_decimal, deterministic=True)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _open_error(self.path, exc) from exc
+        return conn
+
+    def _open_reader(self, *, read_only: bool) -> None:
+        if read_only and not os.path.exists(self.path):
+            raise NotFound(f"no store at {self.path}")
+        conn = self._connect(read_only=read_only)
+        try:
             known = "SELECT 1 FROM sqlite_master WHERE name = 'eventdocs_resources'"
             if not conn.execute(known).fetchone():
                 raise StorageError(f"{self.path} is not an eventdocs store")
@@ -170,6 +241,8 @@ class SQLiteStore:
                 raise
             raise _open_error(self.path, exc) from exc
         self._reader = conn
+        self._readers = Readers(partial(self._connect, read_only=read_only))
+        self._quick = Readers(partial(self._connect, read_only=read_only), workers=1)
         for (name,) in self._rows("SELECT name FROM eventdocs_resources"):
             self._sql[name] = _Sql(name)
         tables = self._rows("SELECT name FROM sqlite_master WHERE name GLOB 'view_*'")
@@ -180,6 +253,10 @@ class SQLiteStore:
         if writer is not None:
             writer.queue.put(None)
             await asyncio.to_thread(writer.thread.join)
+        for readers in (self._readers, self._quick):
+            if readers is not None:
+                await asyncio.to_thread(readers.close)
+        self._readers = self._quick = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -242,6 +319,7 @@ class SQLiteStore:
         def run(c: sqlite3.Connection) -> None:
             assert writer is not None
             writer.tails.pop(resource, None)  # appends in this batch must see these events
+            writer.pending.pop(resource, None)
             last = writer.tail(c, resource)[0]
             if [row[0] for row in rows] != list(range(last + 1, last + 1 + len(rows))):
                 raise InvalidRequest(f"imported seqs must continue the log at {last + 1}")
@@ -278,6 +356,7 @@ class SQLiteStore:
                         created.add(r)
                     sql[r] = _Sql(r)
                     writer.tails.pop(r, None)  # appends after this must see these events
+                    writer.pending.pop(r, None)
                     last, recorded = writer.tail(c, r)
                     tails[r] = (last, recorded if last else None)
                 check_next(e, *tails[r])
@@ -330,19 +409,19 @@ class SQLiteStore:
         return Head(head[0][0], self._rows(sql.next_write, (id, after_toa))[0][0])
 
     async def read_log(self, resource: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
-        return self._events(self._res(resource).read_log, (after, limit))
+        return await self._read_events(self._res(resource).read_log, (after, limit), quick=True)
 
     async def read_log_by_document(
         self, resource: str, *, after: str = "", limit: int = 1000
     ) -> list[Event]:
-        return self._events(self._res(resource).by_document, (after, limit))
+        return await self._read_events(self._res(resource).by_document, (after, limit))
 
     async def read_event(self, resource: str, seq: int) -> Event | None:
         events = self._events(self._res(resource).read_event, (seq,))
         return events[0] if events else None
 
     async def read_document(self, resource: str, id: str) -> list[Event]:
-        return self._events(self._res(resource).read_document, (id,))
+        return await self._read_events(self._res(resource).read_document, (id,))
 
     async def read_due(
         self,
@@ -354,20 +433,19 @@ class SQLiteStore:
         limit: int | None = None,
     ) -> list[Event]:
         params = (after_toa, until_toa, max_seq, -1 if limit is None else limit)
-        return self._events(self._res(resource).read_due, params)
+        return await self._read_events(self._res(resource).read_due, params, quick=True)
 
     async def count_due(
         self, resource: str, *, after_toa: int, until_toa: int, max_seq: int
     ) -> int:
-        count: int = self._rows(self._res(resource).count_due, (after_toa, until_toa, max_seq))[0][
-            0
-        ]
+        sql = self._res(resource).count_due
+        count: int = (await self._read(sql, (after_toa, until_toa, max_seq)))[0][0]
         return count
 
     async def read_heads(
         self, resource: str, ids: Sequence[str], *, max_seq: int
     ) -> dict[str, tuple[int, int]]:
-        rows = self._rows(self._res(resource).heads, (_json(list(ids)), max_seq))
+        rows = await self._read(self._res(resource).heads, (_json(list(ids)), max_seq), quick=True)
         return {id: (toa, seq) for id, toa, seq in rows}  # in (toa, seq) order: the last wins
 
     async def next_toa(self, resource: str, *, after_toa: int, max_seq: int) -> int | None:
@@ -421,6 +499,10 @@ class SQLiteStore:
                         for d, n in zip(w.rows, [*w.rows[1:], None], strict=False)
                     ],
                 )
+            if batch.due is not None:
+                after_toa, until_toa, max_seq = batch.due
+                c.execute(sql.apply_due, (after_toa, until_toa, max_seq, until_toa))
+                c.execute(sql.drop_due, (after_toa, until_toa, max_seq, until_toa))
             c.executemany(
                 sql.upsert,
                 [(d.id, _json(d.data), d.rev, d.updated, d.seq, d.valid_to) for d in batch.upserts],
@@ -466,32 +548,40 @@ class SQLiteStore:
         rows = self._rows(self._res(resource).get, (id,))
         return _document(rows[0]) if rows else None
 
-    def _query(self, source: str, query: Query, params: list[Any]) -> tuple[int, list[Document]]:
+    async def _query(
+        self, source: str, query: Query, params: list[Any]
+    ) -> tuple[int, list[Document]]:
         count, page = _compile(source, query, params)
-        if self._reader is None:
+        if self._readers is None:
             raise StorageError("the store is not open")
-        try:
-            self._reader.execute("BEGIN")  # one snapshot for the total and the page
+
+        def read(conn: sqlite3.Connection) -> tuple[int, list[Any]]:
             try:
-                total = self._reader.execute(count, params).fetchone()[0]
-                rows = self._reader.execute(page, [*params, query.limit, query.offset]).fetchall()
-            finally:
-                self._reader.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise _storage_error(exc) from exc
+                conn.execute("BEGIN")  # one snapshot for the total and the page
+                try:
+                    total = conn.execute(count, params).fetchone()[0]
+                    rows = conn.execute(page, [*params, query.limit, query.offset])
+                    return total, _capped(rows, query.max_bytes)
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise _storage_error(exc) from exc
+
+        total, rows = await self._readers.run(read)
         return total, [_document(row) for row in rows]
 
     async def query(self, resource: str, query: Query) -> tuple[int, list[Document]]:
-        return self._query(self._res(resource).master_from, query, [])
+        return await self._query(self._res(resource).master_from, query, [])
 
     async def scan(self, resource: str, *, after: str = "", limit: int = 1000) -> list[Document]:
-        return [_document(row) for row in self._rows(self._res(resource).scan, (after, limit))]
+        rows = await self._read(self._res(resource).scan, (after, limit))
+        return [_document(row) for row in rows]
 
     async def read_history(self, resource: str, id: str) -> list[Document]:
-        return [_document(row) for row in self._rows(self._res(resource).history, (id,))]
+        return [_document(row) for row in await self._read(self._res(resource).history, (id,))]
 
     async def history_tails(self, resource: str, ids: Sequence[str]) -> dict[str, Document]:
-        rows = self._rows(self._res(resource).tails, (_json(list(ids)),))
+        rows = await self._read(self._res(resource).tails, (_json(list(ids)),), quick=True)
         return {row[0]: _document(row) for row in rows}
 
     async def history_at(self, resource: str, id: str, *, toa: int) -> Document | None:
@@ -501,17 +591,87 @@ class SQLiteStore:
     async def query_history(
         self, resource: str, query: Query, *, toa: int
     ) -> tuple[int, list[Document]]:
-        return self._query(self._res(resource).alive_from, query, [toa])
+        return await self._query(self._res(resource).alive_from, query, [toa])
 
     async def scan_history(
         self, resource: str, *, after: str = "", limit: int = 1000
     ) -> list[Document]:
         sql = self._res(resource)
-        rows = self._rows(sql.scan_history, (after, limit + 1))
+        rows = await self._read(sql.scan_history, (after, limit + 1))
         if len(rows) > limit:  # drop the document the limit cut, or read all of the first
             cut = rows[-1][0]
-            rows = [row for row in rows if row[0] != cut] or self._rows(sql.history, (cut,))
+            rows = [row for row in rows if row[0] != cut] or await self._read(sql.history, (cut,))
         return [_document(row) for row in rows]
+
+    # -- reads bounded by the answer ------------------------------------------------
+
+    async def read_revisions(
+        self, resource: str, id: str, *, limit: int, offset: int = 0
+    ) -> tuple[int, list[Event]]:
+        sql = self._res(resource)
+        total = (await self._read(sql.count_document, (id,)))[0][0]
+        return total, await self._read_events(sql.revisions, (id, limit, offset))
+
+    async def read_from(self, resource: str, id: str, *, toa: int, seq: int) -> list[Event]:
+        return await self._read_events(self._res(resource).read_from, (id, toa, seq), quick=True)
+
+    async def read_cancels(self, resource: str, targets: Sequence[int]) -> list[Event]:
+        if not targets:
+            return []
+        return await self._read_events(
+            self._res(resource).cancels, (_json(list(targets)),), quick=True
+        )
+
+    async def history_before(
+        self, resource: str, id: str, *, toa: int, seq: int
+    ) -> Document | None:
+        rows = self._rows(self._res(resource).history_before, (id, toa, seq))
+        return _document(rows[0]) if rows else None
+
+    async def history_span(self, resource: str, id: str, *, start: int, end: int) -> list[Document]:
+        rows = await self._read(self._res(resource).history_span, (id, start, end), quick=True)
+        return [_document(row) for row in rows]
+
+    async def history_rev(self, resource: str, id: str, rev: int) -> Document | None:
+        rows = self._rows(self._res(resource).history_rev, (id, rev))
+        return _document(rows[0]) if rows else None
+
+    async def history_at_many(
+        self, resource: str, ids: Sequence[str], *, toa: int
+    ) -> dict[str, Document]:
+        if not ids:
+            return {}
+        rows = await self._read(
+            self._res(resource).history_at_many, (_json(list(ids)), toa), quick=True
+        )
+        return {row[0]: _document(row) for row in rows}
+
+    # -- scheduled writes ------------------------------------------------------------
+
+    async def set_pending_limit(self, resource: str, limit: int | None) -> None:
+        self._res(resource)
+        if self._writer is not None:
+            if limit is None:
+                self._writer.pending_limits.pop(resource, None)
+            else:
+                self._writer.pending_limits[resource] = limit
+
+    async def count_pending(self, resource: str, *, now: int) -> int:
+        sql, writer = self._res(resource), self._writer
+        if writer is None:  # read-only: no writer keeps the count
+            count: int = (await self._read(sql.count_due, (now, MAX_TIME, 2**62)))[0][0]
+            return count
+        pending = writer.pending.get(resource)
+        if pending is None:
+            await self._call(lambda c: writer.pending_of(c, resource), sync=None)
+            pending = writer.pending[resource]
+        return pending.count(now)
+
+    async def read_pending(
+        self, resource: str, *, now: int, limit: int, offset: int = 0
+    ) -> list[Event]:
+        sql = self._res(resource)
+        return await self._read_events(sql.pending_page, (now, MAX_TIME, 2**62, limit, offset))
 
     # -- views --------------------------------------------------------------------
 
@@ -530,9 +690,9 @@ class SQLiteStore:
         if _name(view, "view") not in self._views:
             return {}
         if keys is None:
-            rows = self._rows(f'SELECT key, obj FROM "view_{view}"')
+            rows = await self._read(f'SELECT key, obj FROM "view_{view}"')
         else:
-            rows = self._rows(
+            rows = await self._read(
                 f'SELECT key, obj FROM "view_{view}" WHERE key IN (SELECT value FROM json_each(?))',
                 (_json(list(keys)),),
             )

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from eventdocs.errors import KeyReused, Stale
-from eventdocs.events import Draft, Event, decode_event, encode_event
+from eventdocs.errors import KeyReused, LimitExceeded, Stale
+from eventdocs.events import Cancel, Draft, Event, decode_event, encode_event
 from eventdocs.storage.contract import Appended, Guard
 from eventdocs.storage.sqlite.schema import _MIN_TIME, _encode, _Sql, _storage_error
-from eventdocs.times import Clock
+from eventdocs.times import MAX_TIME, Clock
 
 
 class _Job:
@@ -70,6 +71,40 @@ class _Call(_Job):
         self.run, self.after, self.sync = run, after, sync
 
 
+class _Pending:
+    """A resource's scheduled writes not yet due and not cancelled, kept exact by
+    the writer: counted in O(1), checked against the limit in the append's
+    transaction, so concurrent scheduled writes never take it past the limit.
+
+    Built once from the log (one range scan), then kept by every append:
+    a scheduled write is added, a valid cancel removes its target, and writes
+    whose TOA has passed leave through a heap ordered by TOA.
+    """
+
+    def __init__(self, rows: list[tuple[int, int, str]]) -> None:
+        self.live: dict[int, tuple[int, str]] = {seq: (toa, id) for toa, seq, id in rows}
+        self.heap = [(toa, seq) for toa, seq, _ in rows]
+        heapq.heapify(self.heap)
+        self.lock = threading.Lock()
+
+    def count(self, now: int) -> int:
+        with self.lock:
+            while self.heap and self.heap[0][0] <= now:
+                _, seq = heapq.heappop(self.heap)
+                self.live.pop(seq, None)
+            return len(self.live)
+
+    def add(self, event: Event) -> None:
+        with self.lock:
+            if isinstance(event, Cancel):
+                target = self.live.get(event.target)
+                if target is not None and target[1] == event.id and target[0] > event.toa:
+                    del self.live[event.target]
+            elif event.toa > event.recorded_at:
+                self.live[event.seq] = (event.toa, event.id)
+                heapq.heappush(self.heap, (event.toa, event.seq))
+
+
 def _settle(jobs: list[_Job]) -> None:
     for job in jobs:
         if not job.future.done():
@@ -90,6 +125,8 @@ class _Writer:
         self.commits = 0
         self.tails: dict[str, tuple[int, int]] = {}  # resource -> (last seq, last recorded_at)
         self.inserts: dict[tuple[str, int], str] = {}
+        self.pending: dict[str, _Pending] = {}  # built on first use per resource
+        self.pending_limits: dict[str, int] = {}
         self.sync = ""
         self.conn: sqlite3.Connection | None = None
         # A daemon: a store never closed must not hang the exit; unacknowledged is not lost.
@@ -153,6 +190,7 @@ class _Writer:
             self.commits += 1
         except Exception as exc:
             self.tails.clear()
+            self.pending.clear()  # it may hold appends rolled back: rebuilt on next use
             if conn is not None and conn.in_transaction:
                 conn.rollback()
             if len(batch) > 1:  # find the one that failed: each alone
@@ -210,6 +248,17 @@ class _Writer:
             if not all(self.holds(conn, r, g, recorded, heads) for g in job.guards):
                 job.error = Stale(f"{r}: a document changed since the write was decided")
                 continue
+            limit = self.pending_limits.get(r)
+            scheduled = sum(1 for d in job.drafts if d.toa is not None and d.toa > recorded)
+            if (
+                limit is not None
+                and scheduled
+                and self.pending_of(conn, r).count(recorded) + scheduled > limit
+            ):
+                job.error = LimitExceeded(
+                    f"{r} already has {limit} scheduled writes pending", "pending_per_resource"
+                )
+                continue
             events = []
             out = rows.get(r) or rows.setdefault(r, [])
             for d in job.drafts:
@@ -220,6 +269,9 @@ class _Writer:
                 target = d.target if d.action == "cancel" else None
                 out += (seq, d.id, d.action, e.toa, recorded, target, encode_event(e).decode())
             tails[r] = (seq, recorded)
+            if r in self.pending:
+                for e in events:
+                    self.pending[r].add(e)
             if job.key is not None:
                 seen[(r, job.key)] = (events, job.fingerprint)
                 keys.append(
@@ -251,6 +303,15 @@ class _Writer:
             row = conn.execute(self.sql(resource).head, (guard.id,)).fetchone()
             head = row[0] if row else 0
         return head == guard.head
+
+    def pending_of(self, conn: sqlite3.Connection, resource: str) -> _Pending:
+        """The pending writes of ``resource``, read from the log the first time."""
+        pending = self.pending.get(resource)
+        if pending is None:
+            now = self.clock.now()
+            rows = conn.execute(self.sql(resource).pending, (now, MAX_TIME, 2**62)).fetchall()
+            pending = self.pending[resource] = _Pending(rows)
+        return pending
 
     def sql(self, resource: str) -> _Sql:
         sql = self.statements.get(resource)

@@ -4,7 +4,7 @@ Documents stay readable by other tools: integers, floats, strings, nested
 objects and arrays are stored as they are. A value BSON cannot hold exactly
 (an integer beyond 64 bits, a key starting with ``$`` or holding ``.``) makes
 the whole document JSON text in ``json`` instead. Master and history rows
-also carry the query keys of :mod:`.mongo_keys`; reads leave them out.
+also carry the query keys of :mod:`.keys`; reads leave them out.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from bson.int64 import Int64
 
 from eventdocs.events import Event, decode_event, encode_event
 from eventdocs.storage.contract import Checkpoint, Document
-from eventdocs.storage.mongo_keys import keys_of
+from eventdocs.storage.mongodb.keys import keys_of
 
 __all__ = [
     "OPEN",
@@ -108,6 +108,7 @@ def event_of(doc: Doc) -> Event:
         return decode_event(doc["json"])
     fields = plain(doc)
     fields["seq"] = fields.pop("_id")
+    fields.pop("prev", None)  # its place in the document's chain (see .append)
     event: Event = msgspec.convert(fields, Event)
     return event
 

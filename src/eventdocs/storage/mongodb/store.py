@@ -1,0 +1,262 @@
+"""The MongoDB store: its lifecycle, resources, views and leases; the rest is mixed in.
+
+See the package docstring for the design. The parts: :mod:`.append` (the log's
+writes), :mod:`.hwm` (the high-water mark), :mod:`.log` (the log's reads),
+:mod:`.projection` (projection writes), :mod:`.reads` (projection reads),
+:mod:`.codec` and :mod:`.keys` (BSON and query keys), :mod:`.errors` (the
+boundary of driver errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+from pymongo.write_concern import WriteConcern
+
+from eventdocs.errors import DeclarationError
+from eventdocs.events import Event
+from eventdocs.storage.contract import Checkpoint, Document, IndexSpec
+from eventdocs.storage.loading import load_in_chunks
+from eventdocs.storage.mongodb.append import Appends
+from eventdocs.storage.mongodb.base import MIN_TIME, index_name, valid_name, wall
+from eventdocs.storage.mongodb.codec import Doc, checkpoint_of, data_of
+from eventdocs.storage.mongodb.errors import boundary, is_duplicate
+from eventdocs.storage.mongodb.keys import path_field
+from eventdocs.storage.mongodb.log import LogReads
+from eventdocs.storage.mongodb.owner import Owner
+from eventdocs.storage.mongodb.projection import Projections
+from eventdocs.storage.mongodb.reads import ProjectionReads
+from eventdocs.storage.mongodb.watch import Watch
+
+__all__ = ["MongoStore"]
+
+_RESERVED = re.compile(r"^(eventdocs_|view_|system)|_(revisions|history)$")
+
+
+class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
+    """Every resource in one MongoDB database; see the package docstring for the design."""
+
+    _owner: Owner | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @boundary
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        client: AsyncMongoClient[Doc] = AsyncMongoClient(self.url, **self._options)
+        try:
+            hello = await client.admin.command("hello")
+            clustered = "setName" in hello or hello.get("msg") == "isdbgrid"
+            if self.transactions is None:
+                self.transactions = clustered
+            self.write_concern = WriteConcern(w="majority") if clustered else WriteConcern(j=True)
+            default = client.get_default_database(default="eventdocs")
+            self._db = client.get_database(default.name, write_concern=self.write_concern)
+            self._client = client
+            async for doc in self._coll("eventdocs_resources").find({}):
+                self._known.add(doc["_id"])
+            await self._coll("eventdocs_view_checkpoints").create_index("view")
+            self.standalone = not clustered
+            if self.standalone and not self.readonly:
+                self._owner = Owner(self.db, self.stale_after)
+                await self._owner.claim()
+        except BaseException:
+            self._client = self._db = None
+            self._owner = None
+            await client.close()
+            raise
+
+    async def close(self) -> None:
+        drains = list(self._drains.values())
+        if drains:
+            await asyncio.gather(*drains, return_exceptions=True)
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            await owner.release()
+        client, self._client, self._db = self._client, None, None
+        if client is not None:
+            await client.close()
+
+    @boundary
+    async def ensure_resource(self, resource: str, indexes: Sequence[IndexSpec] = ()) -> None:
+        self._writable()
+        r = valid_name(resource, "resource")
+        if _RESERVED.search(r):
+            raise DeclarationError(f"resource name {r!r} is reserved for the store's own use")
+        log, history, master = (
+            self._coll(f"{r}_revisions"),
+            self._coll(f"{r}_history"),
+            self._coll(r),
+        )
+        await log.create_index([("id", 1), ("_id", 1)], name="id_seq")
+        await log.create_index([("id", 1), ("toa", 1), ("_id", 1)], name="id_toa_seq")
+        await log.create_index([("toa", 1), ("_id", 1)], name="toa_seq")
+        await log.create_index(
+            [("target", 1)], name="target", partialFilterExpression={"action": "cancel"}
+        )
+        # One event at most follows each event of a document: guards (see .append).
+        await log.create_index(
+            [("id", 1), ("prev", 1)],
+            name="id_prev",
+            unique=True,
+            partialFilterExpression={"prev": {"$exists": True}},
+        )
+        await history.create_index([("id", 1), ("rev", 1)], name="id_rev", unique=True)
+        await history.create_index([("until", 1), ("updated", 1)], name="alive")
+        for spec in indexes:
+            if spec.field == "id":
+                continue  # _id serves it
+            path = path_field(spec.field)
+            prefix = "_d." if spec.kind == "decimal" else "_k."
+            await master.create_index(
+                [(prefix + path, 1), ("_id", 1)], name=index_name("q", prefix[1], spec.field)
+            )
+            if spec.kind == "text":
+                await master.create_index(
+                    [("_l." + path, 1), ("_id", 1)], name=index_name("q_l", spec.field)
+                )
+        await self._coll("eventdocs_counters").update_one(
+            {"_id": r},
+            {"$setOnInsert": {"seq": 0, "rec": MIN_TIME, "pending": {}, "voiding": {}}},
+            upsert=True,
+        )
+        await self._coll("eventdocs_resources").update_one(
+            {"_id": r}, {"$setOnInsert": {"created": wall()}}, upsert=True
+        )
+        self._known.add(r)
+
+    async def load_stream(self, events: Iterable[Event]) -> dict[str, int]:
+        return await load_in_chunks(self, events)
+
+    @boundary
+    async def resources(self) -> list[str]:
+        return [d["_id"] async for d in self._coll("eventdocs_resources").find({}).sort("_id", 1)]
+
+    # -- views -------------------------------------------------------------------
+
+    @boundary
+    async def ensure_view(self, view: str) -> None:
+        valid_name(view, "view")
+
+    @boundary
+    async def read_view(self, view: str, keys: Sequence[str] | None = None) -> dict[str, Any]:
+        coll = self._coll(f"view_{valid_name(view, 'view')}")
+        if keys is not None and not keys:
+            return {}
+        query = {} if keys is None else {"_id": {"$in": list(keys)}}
+        return {d["_id"]: data_of(d) async for d in coll.find(query)}
+
+    @boundary
+    async def view_checkpoints(self, view: str) -> dict[str, Checkpoint]:
+        cursor = self._coll("eventdocs_view_checkpoints").find({"view": view})
+        return {d["resource"]: checkpoint_of(d) async for d in cursor}
+
+    @boundary
+    async def reset_view(self, view: str) -> None:
+        self._writable()
+        await self._coll(f"view_{valid_name(view, 'view')}").delete_many({})
+        await self._coll("eventdocs_view_checkpoints").delete_many({"view": view})
+
+    # -- leases (see eventdocs.projections.lease) ------------------------------------
+
+    @boundary
+    async def claim_lease(self, name: str, holder: str, ttl: float) -> bool:
+        self._writable()
+        """Hold lease ``name`` for ``ttl`` seconds if it is free, expired or ours."""
+        leases = self._coll("eventdocs_leases")
+        now = wall()
+        until = now + int(ttl * 1000)
+        taken = await leases.update_one(
+            {"_id": name, "$or": [{"holder": holder}, {"until": {"$lt": now}}]},
+            {"$set": {"holder": holder, "until": until}},
+        )
+        if taken.matched_count:
+            return True
+        try:
+            await leases.insert_one({"_id": name, "holder": holder, "until": until})
+        except PyMongoError as exc:
+            if is_duplicate(exc):
+                return False
+            raise
+        return True
+
+    @boundary
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give lease ``name`` up at once, if ``holder`` holds it."""
+        await self._coll("eventdocs_leases").delete_one({"_id": name, "holder": holder})
+
+    # -- reads bounded by the answer (simple defaults over the methods above) --------
+
+    async def read_revisions(
+        self, resource: str, id: str, *, limit: int, offset: int = 0
+    ) -> tuple[int, list[Event]]:
+        """A page of the document's events in ``(toa, seq)`` order, and their count."""
+        events = sorted(await self.read_document(resource, id), key=lambda e: (e.toa, e.seq))
+        return len(events), events[offset : offset + limit]
+
+    async def read_from(self, resource: str, id: str, *, toa: int, seq: int) -> list[Event]:
+        """The document's events from ``(toa, seq)`` on, in that order."""
+        events = await self.read_document(resource, id)
+        return sorted(
+            (e for e in events if (e.toa, e.seq) >= (toa, seq)), key=lambda e: (e.toa, e.seq)
+        )
+
+    @boundary
+    async def read_cancels(self, resource: str, targets: Sequence[int]) -> list[Event]:
+        """The cancels whose target is one of ``targets``, in seq order."""
+        r = await self._res(resource)
+        hwm = await self._hwm(r)
+        query = {
+            "action": "cancel",
+            "target": {"$in": sorted(set(targets))},
+            "_id": {"$lte": hwm},
+            "void": {"$exists": False},
+        }
+        return await self._events(r, query, [("_id", 1)])
+
+    async def history_before(
+        self, resource: str, id: str, *, toa: int, seq: int
+    ) -> Document | None:
+        """The last history row of ``id`` before ``(toa, seq)`` in valid-time order."""
+        rows = [r for r in await self.read_history(resource, id) if (r.updated, r.seq) < (toa, seq)]
+        return rows[-1] if rows else None
+
+    async def history_span(self, resource: str, id: str, *, start: int, end: int) -> list[Document]:
+        """The history rows of ``id`` with ``start <= updated <= end``, in rev order."""
+        return [r for r in await self.read_history(resource, id) if start <= r.updated <= end]
+
+    async def history_rev(self, resource: str, id: str, rev: int) -> Document | None:
+        """The history row of ``id`` at revision ``rev``."""
+        return next((r for r in await self.read_history(resource, id) if r.rev == rev), None)
+
+    async def history_at_many(
+        self, resource: str, ids: Sequence[str], *, toa: int
+    ) -> dict[str, Document]:
+        """:meth:`history_at` of each of ``ids`` that has a row then."""
+        found = {i: await self.history_at(resource, i, toa=toa) for i in ids}
+        return {i: row for i, row in found.items() if row is not None}
+
+    async def set_pending_limit(self, resource: str, limit: int | None) -> None:
+        """Not enforced at append here: :class:`~eventdocs.documents.Documents`
+        checks :meth:`count_pending` before appending (exact within one process)."""
+
+    async def count_pending(self, resource: str, *, now: int) -> int:
+        """Scheduled writes with a TOA after ``now`` that no cancel cancelled."""
+        last = await self.last_seq(resource)
+        return await self.count_due(resource, after_toa=now, until_toa=2**62, max_seq=last)
+
+    async def read_pending(
+        self, resource: str, *, now: int, limit: int, offset: int = 0
+    ) -> list[Event]:
+        """A page of what :meth:`count_pending` counts, in ``(toa, seq)`` order."""
+        last = await self.last_seq(resource)
+        due = await self.read_due(
+            resource, after_toa=now, until_toa=2**62, max_seq=last, limit=offset + limit
+        )
+        return due[offset:]
