@@ -353,7 +353,7 @@ class Documents:
     ) -> WriteResult:
         """Create a document; its id is generated unless the schema declares one."""
         body = _object(body)
-        fingerprint = _fingerprint("create", "", body, toa) if idempotency_key else None
+        fingerprint = _fingerprint(idempotency_key, "create", "", body, toa)
         if replayed := await self._replayed(idempotency_key, fingerprint):
             return replayed[0]
         if self.spec.client_ids:
@@ -423,7 +423,7 @@ class Documents:
         if (to_revision is None) == (as_of is None):
             raise _invalid("body", "give exactly one of to_revision and as_of")
         target = {"to_revision": to_revision, "as_of": as_of, "if_match": if_match}
-        fingerprint = _fingerprint("revert", doc_id, target, toa) if idempotency_key else None
+        fingerprint = _fingerprint(idempotency_key, "revert", doc_id, target, toa)
         if replayed := await self._replayed(idempotency_key, fingerprint):
             return replayed[0]
 
@@ -509,7 +509,7 @@ class Documents:
             {t.id: t for t in (BulkTarget(i) if isinstance(i, str) else i for i in ids)}.values()
         )
         request = [action, body, merge, [[t.id, t.if_match] for t in targets]]
-        fingerprint = _fingerprint("bulk", "", request, toa) if idempotency_key else None
+        fingerprint = _fingerprint(idempotency_key, "bulk", "", request, toa)
         first = await self._replayed(idempotency_key, fingerprint)
         done = {r.event.id: r for r in first}
         for _ in range(_ATTEMPTS):
@@ -765,8 +765,12 @@ def new_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
 
 
-def _fingerprint(request: str, doc_id: str, body: Any, toa: int | None) -> str:
-    """What identifies a request for its idempotency key: kind, document, body, TOA."""
+def _fingerprint(
+    key: str | None, request: str, doc_id: str, body: Any, toa: int | None
+) -> str | None:
+    """What identifies a request for its idempotency ``key``: kind, document, body, TOA."""
+    if key is None:
+        return None
     data = msgspec.json.encode([request, doc_id, body, toa], order="sorted")
     return hashlib.sha256(data).hexdigest()
 

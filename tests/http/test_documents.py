@@ -173,3 +173,14 @@ async def test_create_of_an_existing_client_id_answers_409(api: Api) -> None:
         again = await tags.client.simulate_post("/v1/tag", json={"id": "x", "label": "Y"})
         assert_problem(again, 409)
         assert await tags.seq("tag") == 1
+
+
+async def test_an_empty_idempotency_key_is_a_key_like_any_other(api: Api) -> None:
+    # Found by schemathesis: an empty key once matched any later request.
+    headers = {"Idempotency-Key": ""}
+    first = await api.client.simulate_post("/v1/post", json=post(), headers=headers)
+    assert first.status_code == 201
+    scheduled = {**headers, "Caesium-TOA": "2030-01-01T00:00:00Z"}
+    other = await api.client.simulate_post("/v1/post", json=post(), headers=scheduled)
+    assert_problem(other, 422)
+    assert await api.seq() == 1
