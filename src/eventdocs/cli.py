@@ -4,7 +4,8 @@ Every command takes ``--store PATH|URI`` (default ``./eventdocs.db``, or
 ``$EVENTDOCS_STORE``). The commands that only need the log (export, import,
 replay, verify, history, diff) work without ``--target``; given one they
 also know its indexes and views. Commands that write (replay, import,
-revert) must own the SQLite file: beside a running server they are refused.
+revert) must own the SQLite file: beside a running server they are refused
+(``replay --url`` asks that server to replay instead).
 The others open it read-only and work beside a server.
 
 Errors are caught in one place, :meth:`_Cli.main`: one line on stderr and a
