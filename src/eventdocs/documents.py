@@ -6,12 +6,12 @@ for a scheduled write) and appended under a guard that the store checks in
 the appending transaction (see the writes section below). An immediate write
 is projected before the call returns (read-your-writes). A write the fold
 rejects raises from :mod:`eventdocs.errors` and appends nothing; one that
-was appended is answered, whatever fails after its commit.
+was appended is answered, whatever fails after its commit. The reads are
+:class:`~eventdocs.document_reads.DocumentReads`, which this class extends.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import random
@@ -19,9 +19,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-import jsonpatch
 import msgspec
 
+from eventdocs.document_reads import DocumentReads, Page
 from eventdocs.errors import (
     Conflict,
     ErrorDetail,
@@ -41,15 +41,10 @@ from eventdocs.fold import (
     MISSING,
     PRECONDITION,
     DocState,
-    Outcome,
-    Result,
-    cancelled_targets,
-    fold,
     step,
 )
-from eventdocs.query import Query, answer_too_large, matches, sort_documents
 from eventdocs.storage.contract import Appended, Document, EventStore, Guard, Head
-from eventdocs.times import MAX_TIME, Clock
+from eventdocs.times import Clock
 
 if TYPE_CHECKING:
     from eventdocs.projections.projector import Projector
@@ -99,11 +94,6 @@ class WriteResult(msgspec.Struct, frozen=True):
     replayed: bool = False
 
 
-class Page(msgspec.Struct, frozen=True):
-    total: int
-    items: list[Document]
-
-
 class BulkTarget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """An id of a bulk request with its own precondition (``If-Match``)."""
 
@@ -119,7 +109,7 @@ class BulkItem(msgspec.Struct, frozen=True):
     error: EventdocsError | None = None
 
 
-class Documents:
+class Documents(DocumentReads):
     """Create, read, change, revert and query the documents of one resource."""
 
     def __init__(
@@ -140,199 +130,6 @@ class Documents:
         self.limits = limits
         self.projector = projector
         self._scheduled = scheduled
-
-    # -- reads -----------------------------------------------------------------
-
-    async def get(
-        self, doc_id: str, *, as_of: int | None = None, known_at: int | None = None
-    ) -> Document:
-        """The document now, at valid time ``as_of``, as known at ``known_at``."""
-        if known_at is not None and await self._known_now(doc_id, known_at):
-            # Nothing of it was recorded after known_at: what was known then is the history.
-            doc = await self.store.history_at(
-                self.name, doc_id, toa=self.clock.now() if as_of is None else as_of
-            )
-        elif known_at is not None:
-            state = fold(
-                await self.store.read_document(self.name, doc_id),
-                as_of=self.clock.now() if as_of is None else as_of,
-                known_at=known_at,
-            ).state
-            doc = (
-                Document(doc_id, state.data, state.rev, state.updated or 0, state.seq)
-                if state.data is not None
-                else None
-            )
-        elif as_of is not None:
-            doc = await self.store.history_at(self.name, doc_id, toa=as_of)
-        else:
-            doc = await self.store.get(self.name, doc_id)
-        if doc is None or doc.data is None:
-            when = "" if as_of is None and known_at is None else " at that time"
-            raise NotFound(f"{self.name} {doc_id!r} does not exist{when}")
-        return doc
-
-    async def query(
-        self, query: Query, *, as_of: int | None = None, known_at: int | None = None
-    ) -> Page:
-        """Documents matching ``query`` now, at ``as_of``, or as known at ``known_at``."""
-        if known_at is not None and await self._known_now(None, known_at):
-            at = self.clock.now() if as_of is None else as_of
-            total, items = await self.store.query_history(self.name, query, toa=at)
-        elif known_at is not None:
-            total, items = await self._query_known(
-                query, self.clock.now() if as_of is None else as_of, known_at
-            )
-        elif as_of is not None:
-            total, items = await self.store.query_history(self.name, query, toa=as_of)
-        else:
-            total, items = await self.store.query(self.name, query)
-        return Page(total, items)
-
-    async def _known_now(self, doc_id: str | None, known_at: int) -> bool:
-        """Whether every event of ``doc_id`` (``None``: of the resource) was recorded
-        by ``known_at``, with the history projected that far: then what was known
-        at ``known_at`` is what the history holds, an index seek away."""
-        if doc_id is None:
-            seq = await self.store.last_seq(self.name)
-        else:
-            seq = (await self.store.read_head(self.name, doc_id, after_toa=MAX_TIME)).seq
-        if seq == 0:
-            return True
-        last = await self.store.read_event(self.name, seq)
-        if last is None or last.recorded_at > known_at:
-            return False
-        await self.projector.sync(self.name, seq)
-        return True
-
-    async def _query_known(
-        self, query: Query, as_of: int, known_at: int
-    ) -> tuple[int, list[Document]]:
-        # What was believed at ``known_at`` is not materialized: fold the log's
-        # prefix recorded by then (recorded_at never decreases along the log).
-        by_doc: dict[str, list[Event]] = {}
-        after = 0
-        while True:
-            chunk = await self.store.read_log(self.name, after=after, limit=5000)
-            for event in chunk:
-                if event.recorded_at <= known_at:
-                    by_doc.setdefault(event.id, []).append(event)
-            if len(chunk) < 5000 or chunk[-1].recorded_at > known_at:
-                break
-            after = chunk[-1].seq
-        # Folding every document is CPU work that grows with the log: in a thread,
-        # the event loop gets the interpreter back every few milliseconds.
-        return await asyncio.to_thread(_fold_query, by_doc, query, as_of)
-
-    async def revisions(self, doc_id: str) -> list[Result]:
-        """Every event of the document with its outcome, in valid-time order."""
-        return (await self.revisions_page(doc_id))[1]
-
-    async def revisions_page(
-        self, doc_id: str, *, limit: int | None = None, offset: int = 0
-    ) -> tuple[int, list[Result]]:
-        """How many events the document has, and a page of them with their
-        outcomes, in valid-time order: what the fold says of each, computed
-        from the page alone (see :meth:`_outcomes`)."""
-        now = self.clock.now()
-        head = await self.store.read_head(self.name, doc_id, after_toa=now)
-        if head.seq == 0:
-            raise NotFound(f"{self.name} {doc_id!r} has no history")
-        total, events = await self.store.read_revisions(
-            self.name, doc_id, limit=2**62 if limit is None else limit, offset=offset
-        )
-        if events:
-            await self.projector.sync(self.name, max(e.seq for e in events))
-        return total, await self._outcomes(doc_id, events, now)
-
-    async def _outcomes(self, doc_id: str, events: list[Event], now: int) -> list[Result]:
-        """The fold's result of each of ``events`` (consecutive in valid-time order).
-
-        The history holds the fold's applied events, so an event is applied
-        exactly when a history row has its seq; the state before a failed one
-        is the last row before it, whose ``step`` gives the failure's reason.
-        Cancels need only the cancels of the page's writes and the targets of
-        its cancels. The cost is the page's, not the document's.
-        """
-        if not events:
-            return []
-        pool = {e.seq: e for e in events}
-        for e in events:
-            if isinstance(e, Cancel) and e.target not in pool:
-                target = await self.store.read_event(self.name, e.target)
-                if target is not None:
-                    pool[target.seq] = target
-        writes = [seq for seq, e in pool.items() if not isinstance(e, Cancel)]
-        pool.update((c.seq, c) for c in await self.store.read_cancels(self.name, writes))
-        cancelled, failed_cancels = cancelled_targets(e for e in pool.values() if e.id == doc_id)
-        first, last = events[0], events[-1]
-        before = await self.store.history_before(self.name, doc_id, toa=first.toa, seq=first.seq)
-        span = await self.store.history_span(self.name, doc_id, start=first.toa, end=last.toa)
-        applied = {row.seq: row for row in span}
-        state = MISSING if before is None else DocState(before.data, before.rev, before.updated)
-        results = []
-        for event in events:
-            if event.toa > now:
-                outcome: Outcome = "cancelled" if event.seq in cancelled else "pending"
-                results.append(Result(event, outcome))
-            elif event.seq in cancelled:
-                results.append(
-                    Result(event, "cancelled", f"cancelled by event {cancelled[event.seq]}")
-                )
-            elif isinstance(event, Cancel):
-                why = failed_cancels.get(event.seq)
-                results.append(Result(event, "failed" if why else "applied", why))
-            elif (row := applied.get(event.seq)) is not None:
-                state = DocState(row.data, row.rev, row.updated, row.seq)
-                results.append(Result(event, "applied", None, row.rev, row.data))
-            else:
-                results.append(Result(event, "failed", step(state, event)[1]))
-        return results
-
-    async def at_revision(self, doc_id: str, rev: int) -> Document:
-        """The document as it was right after revision ``rev``."""
-        row = await self.store.history_rev(self.name, doc_id, rev)
-        if row is None:
-            raise NotFound(f"{self.name} {doc_id!r} has no revision {rev}")
-        if row.data is None:
-            raise NotFound(f"{self.name} {doc_id!r} was deleted at revision {rev}")
-        return row
-
-    async def diff(
-        self,
-        doc_id: str,
-        *,
-        from_rev: int | None = None,
-        to_rev: int | None = None,
-        from_time: int | None = None,
-        to_time: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """The RFC 6902 JSON Patch from one revision or time to another.
-
-        A side left out is "now"; a document absent on a side is ``{}`` there.
-        """
-        sides = []
-        for rev, toa in ((from_rev, from_time), (to_rev, to_time)):
-            if rev is not None:
-                row = await self.store.history_rev(self.name, doc_id, rev)
-                if row is None:
-                    raise NotFound(f"{self.name} {doc_id!r} has no revision {rev}")
-            elif toa is not None:
-                row = await self.store.history_at(self.name, doc_id, toa=toa)
-            else:
-                row = await self.store.get(self.name, doc_id)
-            sides.append(row.data if row is not None and row.data is not None else {})
-        if (await self.store.read_head(self.name, doc_id, after_toa=0)).seq == 0:
-            raise NotFound(f"{self.name} {doc_id!r} has no history")
-        patch: list[dict[str, Any]] = jsonpatch.make_patch(sides[0], sides[1]).patch
-        return patch
-
-    async def scheduled(self, *, limit: int = 50, offset: int = 0) -> tuple[int, list[Event]]:
-        """Writes recorded but not yet in effect, in the order they will apply."""
-        now = self.clock.now()
-        total = await self.store.count_pending(self.name, now=now)
-        page = await self.store.read_pending(self.name, now=now, limit=limit, offset=offset)
-        return total, page
 
     # -- writes ----------------------------------------------------------------
     #
@@ -733,24 +530,6 @@ class Documents:
             row = next((r for r in rows if r.seq == event.seq), None)
         doc = row if row is not None and row.seq == event.seq and row.data is not None else None
         return WriteResult(event, doc, event.toa > event.recorded_at, replayed)
-
-
-def _fold_query(
-    by_doc: dict[str, list[Event]], query: Query, as_of: int
-) -> tuple[int, list[Document]]:
-    """``query`` over the fold at ``as_of`` of each document's ``by_doc`` events."""
-    docs: dict[str, Document] = {}
-    for doc_id, events in by_doc.items():
-        state = fold(events, as_of=as_of).state
-        if state.data is not None and matches(doc_id, state.data, query.filters):
-            docs[doc_id] = Document(doc_id, state.data, state.rev, state.updated or 0, state.seq)
-    ordered = sort_documents([(k, d.data or {}) for k, d in docs.items()], query.sort)
-    page = [docs[k] for k, _ in ordered[query.offset : query.offset + query.limit]]
-    if query.max_bytes is not None:
-        size = sum(len(msgspec.json.encode(d.data)) for d in page)
-        if size > query.max_bytes:
-            raise answer_too_large(query.max_bytes)
-    return len(ordered), page
 
 
 def new_id() -> str:
