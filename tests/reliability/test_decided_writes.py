@@ -15,11 +15,11 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
 import pytest
 from _server import Server
+from answers import assert_all_applied, create, revisions
 
 from eventdocs.times import format_time
 
@@ -41,20 +41,6 @@ async def client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def create(client: httpx.AsyncClient, title: str = "first") -> str:
-    answer = await client.post("/v1/post", json={"title": title, "blog": 1})
-    assert answer.status_code == 201, answer.text
-    doc_id: str = answer.json()["id"]
-    return doc_id
-
-
-async def revisions(client: httpx.AsyncClient, doc_id: str) -> list[dict[str, Any]]:
-    answer = await client.get(f"/v1/post/{doc_id}/revisions", params={"limit": 1000})
-    assert answer.status_code == 200, answer.text
-    rows: list[dict[str, Any]] = answer.json()["resources"]
-    return rows
-
-
 async def read(
     client: httpx.AsyncClient, doc_id: str, seen: list[str], stop: asyncio.Event
 ) -> None:
@@ -62,11 +48,6 @@ async def read(
     while not stop.is_set():
         answer = await client.get(f"/v1/post/{doc_id}")
         seen.append(answer.json()["title"])
-
-
-def assert_all_applied(rows: list[dict[str, Any]]) -> None:
-    failed = [r for r in rows if r["outcome"] != "applied"]
-    assert failed == [], "an answered write was not applied, or an error appended"
 
 
 async def test_bulk_racing_a_delete_answers_what_the_log_holds(

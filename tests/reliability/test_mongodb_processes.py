@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from _server import Server
+from answers import assert_all_applied, create, revisions
 
 from eventdocs.times import format_time
 from mongotest import URL, fresh_url, needs_server
@@ -58,25 +59,6 @@ async def clients(servers: list[Server]) -> AsyncIterator[list[httpx.AsyncClient
     finally:
         for client in made:
             await client.aclose()
-
-
-async def create(client: httpx.AsyncClient, title: str = "first") -> str:
-    answer = await client.post("/v1/post", json={"title": title, "blog": 1})
-    assert answer.status_code == 201, answer.text
-    doc_id: str = answer.json()["id"]
-    return doc_id
-
-
-async def revisions(client: httpx.AsyncClient, doc_id: str) -> list[dict[str, Any]]:
-    answer = await client.get(f"/v1/post/{doc_id}/revisions", params={"limit": 1000})
-    assert answer.status_code == 200, answer.text
-    rows: list[dict[str, Any]] = answer.json()["resources"]
-    return rows
-
-
-def assert_all_applied(rows: list[dict[str, Any]]) -> None:
-    failed = [r for r in rows if r["outcome"] != "applied"]
-    assert failed == [], "an answered write was not applied, or an error appended"
 
 
 async def test_six_posts_sharing_an_idempotency_key_on_two_processes_create_one(
