@@ -2,14 +2,13 @@
 
 :class:`DocumentReads` is the read half of :class:`~eventdocs.documents.Documents`:
 a document or a query now (the master collection), at ``as_of`` (the history),
-as known at ``known_at`` (the history when nothing was recorded since, else
-the fold of the log's prefix, off the event loop), a document's revisions
-paged in the store with their outcomes, diffs and the schedule.
+as known at ``known_at`` (the history's recording intervals: an index, see
+:mod:`eventdocs.projections.bitemporal`), a document's revisions paged in the
+store with their outcomes, diffs and the schedule.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import jsonpatch
@@ -23,12 +22,11 @@ from eventdocs.fold import (
     Outcome,
     Result,
     cancelled_targets,
-    fold,
     step,
 )
-from eventdocs.query import Query, answer_too_large, matches, sort_documents
+from eventdocs.query import Query
 from eventdocs.storage.contract import Document, EventStore
-from eventdocs.times import MAX_TIME, Clock
+from eventdocs.times import Clock
 
 if TYPE_CHECKING:
     from eventdocs.documents import Limits
@@ -58,21 +56,12 @@ class DocumentReads:
         self, doc_id: str, *, as_of: int | None = None, known_at: int | None = None
     ) -> Document:
         """The document now, at valid time ``as_of``, as known at ``known_at``."""
-        if known_at is not None and await self._known_now(doc_id, known_at):
-            # Nothing of it was recorded after known_at: what was known then is the history.
-            doc = await self.store.history_at(
-                self.name, doc_id, toa=self.clock.now() if as_of is None else as_of
-            )
-        elif known_at is not None:
-            state = fold(
-                await self.store.read_document(self.name, doc_id),
-                as_of=self.clock.now() if as_of is None else as_of,
+        if known_at is not None:
+            doc = await self.store.history_known(
+                self.name,
+                doc_id,
+                toa=self.clock.now() if as_of is None else as_of,
                 known_at=known_at,
-            ).state
-            doc = (
-                Document(doc_id, state.data, state.rev, state.updated or 0, state.seq)
-                if state.data is not None
-                else None
             )
         elif as_of is not None:
             doc = await self.store.history_at(self.name, doc_id, toa=as_of)
@@ -87,53 +76,14 @@ class DocumentReads:
         self, query: Query, *, as_of: int | None = None, known_at: int | None = None
     ) -> Page:
         """Documents matching ``query`` now, at ``as_of``, or as known at ``known_at``."""
-        if known_at is not None and await self._known_now(None, known_at):
+        if known_at is not None:
             at = self.clock.now() if as_of is None else as_of
-            total, items = await self.store.query_history(self.name, query, toa=at)
-        elif known_at is not None:
-            total, items = await self._query_known(
-                query, self.clock.now() if as_of is None else as_of, known_at
-            )
+            total, items = await self.store.query_known(self.name, query, toa=at, known_at=known_at)
         elif as_of is not None:
             total, items = await self.store.query_history(self.name, query, toa=as_of)
         else:
             total, items = await self.store.query(self.name, query)
         return Page(total, items)
-
-    async def _known_now(self, doc_id: str | None, known_at: int) -> bool:
-        """Whether every event of ``doc_id`` (``None``: of the resource) was recorded
-        by ``known_at``, with the history projected that far: then what was known
-        at ``known_at`` is what the history holds, an index seek away."""
-        if doc_id is None:
-            seq = await self.store.last_seq(self.name)
-        else:
-            seq = (await self.store.read_head(self.name, doc_id, after_toa=MAX_TIME)).seq
-        if seq == 0:
-            return True
-        last = await self.store.read_event(self.name, seq)
-        if last is None or last.recorded_at > known_at:
-            return False
-        await self.projector.sync(self.name, seq)
-        return True
-
-    async def _query_known(
-        self, query: Query, as_of: int, known_at: int
-    ) -> tuple[int, list[Document]]:
-        # What was believed at ``known_at`` is not materialized: fold the log's
-        # prefix recorded by then (recorded_at never decreases along the log).
-        by_doc: dict[str, list[Event]] = {}
-        after = 0
-        while True:
-            chunk = await self.store.read_log(self.name, after=after, limit=5000)
-            for event in chunk:
-                if event.recorded_at <= known_at:
-                    by_doc.setdefault(event.id, []).append(event)
-            if len(chunk) < 5000 or chunk[-1].recorded_at > known_at:
-                break
-            after = chunk[-1].seq
-        # Folding every document is CPU work that grows with the log: in a thread,
-        # the event loop gets the interpreter back every few milliseconds.
-        return await asyncio.to_thread(_fold_query, by_doc, query, as_of)
 
     async def revisions(self, doc_id: str) -> list[Result]:
         """Every event of the document with its outcome, in valid-time order."""
@@ -244,21 +194,3 @@ class DocumentReads:
         total = await self.store.count_pending(self.name, now=now)
         page = await self.store.read_pending(self.name, now=now, limit=limit, offset=offset)
         return total, page
-
-
-def _fold_query(
-    by_doc: dict[str, list[Event]], query: Query, as_of: int
-) -> tuple[int, list[Document]]:
-    """``query`` over the fold at ``as_of`` of each document's ``by_doc`` events."""
-    docs: dict[str, Document] = {}
-    for doc_id, events in by_doc.items():
-        state = fold(events, as_of=as_of).state
-        if state.data is not None and matches(doc_id, state.data, query.filters):
-            docs[doc_id] = Document(doc_id, state.data, state.rev, state.updated or 0, state.seq)
-    ordered = sort_documents([(k, d.data or {}) for k, d in docs.items()], query.sort)
-    page = [docs[k] for k, _ in ordered[query.offset : query.offset + query.limit]]
-    if query.max_bytes is not None:
-        size = sum(len(msgspec.json.encode(d.data)) for d in page)
-        if size > query.max_bytes:
-            raise answer_too_large(query.max_bytes)
-    return len(ordered), page

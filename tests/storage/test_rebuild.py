@@ -16,55 +16,14 @@ from blog import Post, PostsPerAuthor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventdocs.events import Cancel, Create, Delete, Event, Revert, Update
+from eventdocs.events import Create, Event
+from eventdocs.projections.bitemporal import document_timeline
 from eventdocs.projections.projector import in_effect
 from eventdocs.projections.replay import expected_rows, replay, verify
 from eventdocs.storage.sqlite import SQLiteStore
 from eventdocs.storage.sqlite.rebuild import PREFIX, document_rows
 from eventdocs.times import ManualClock
-
-SECOND = 1_000_000
-START = 1_700_000_000_000_000
-IDS = ("a", "b", "c", "d")
-
-step = st.tuples(
-    st.sampled_from(range(len(IDS))),
-    st.sampled_from(["create", "update", "update", "merge", "delete", "revert", "cancel"]),
-    st.integers(-5, 5),  # TOA in seconds from when it is recorded: backdated or scheduled
-    st.sampled_from([None, None, 0, 1, 2, 3]),  # expect_rev (If-Match)
-    st.integers(0, 40),  # which earlier event a cancel targets
-    st.sampled_from(["ann", "bob", None]),
-)
-
-
-def log_of(steps: list[tuple[Any, ...]]) -> list[Event]:
-    """Events as a store records them: seqs from 1, recorded one second apart."""
-    events: list[Event] = []
-    for seq, (doc, action, offset, expect, pick, author) in enumerate(steps, 1):
-        recorded = START + seq * SECOND
-        common: dict[str, Any] = {
-            "seq": seq,
-            "resource": "post",
-            "id": IDS[doc],
-            "toa": recorded + offset * SECOND,
-            "recorded_at": recorded,
-        }
-        body = {"title": f"t{seq}", "blog": seq % 3, "author": author or "cy"}
-        if action == "create":
-            events.append(Create(body=body, **common))
-        elif action in ("update", "merge"):
-            patch = {"title": f"u{seq}"} if author is None else {"author": author}
-            events.append(Update(body=patch, merge=action == "merge", expect_rev=expect, **common))
-        elif action == "delete":
-            events.append(Delete(expect_rev=expect, **common))
-        elif action == "revert":
-            events.append(
-                Revert(body=None if author is None else body, expect_rev=expect, **common)
-            )
-        else:
-            common["toa"] = recorded
-            events.append(Cancel(target=pick % seq + 1, **common))
-    return events
+from logs import IDS, SECOND, START, log_of, step
 
 
 @given(st.lists(step, max_size=40), st.integers(0, 45))
@@ -72,10 +31,20 @@ def test_document_rows_are_the_rows_of_the_fold(steps: list[tuple[Any, ...]], at
     now = START + at * SECOND
     for doc_id in IDS:
         events = [e for e in log_of(steps) if e.id == doc_id]
-        rows, master = document_rows(doc_id, list(events), now)
-        want = expected_rows(doc_id, events)
-        got = [(d.id, d.data, d.rev, d.updated, d.seq, d.valid_to) for d in want]
+        rows, master, closed = document_rows(doc_id, list(events), now)
+        timeline = document_timeline(doc_id, events)
+        want = timeline.rows
+        assert want == expected_rows(doc_id, events)
+        got = [
+            (d.id, d.data, d.rev, d.updated, d.seq, d.valid_to, d.known_from, d.end_known)
+            for d in want
+        ]
         assert [(i, None if doc is None else _json(doc), *rest) for i, doc, *rest in rows] == got
+        assert [(i, None if doc is None else _json(doc), *rest) for i, doc, *rest in closed] == [
+            (d.id, d.data, d.rev, d.updated, d.seq, d.valid_to, d.known_from, d.end_known,
+             d.known_to)
+            for d in timeline.closed
+        ]  # fmt: skip
         live = in_effect(want, now)
         if live is None or live.data is None:
             assert master is None

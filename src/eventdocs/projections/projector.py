@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import msgspec
 
 from eventdocs.errors import StorageError
 from eventdocs.events import Cancel, Event
-from eventdocs.fold import MISSING, DocState, cancelled_targets, order_key, step
+from eventdocs.fold import order_key
+from eventdocs.projections.bitemporal import Timeline, groups
 from eventdocs.projections.views import Change, View, fold_view, rebuild_view
 from eventdocs.storage.contract import (
     Checkpoint,
@@ -39,11 +41,12 @@ from eventdocs.storage.contract import (
     ProjectionBatch,
     ViewWrite,
 )
-from eventdocs.times import Clock
+from eventdocs.times import MAX_TIME, Clock
 
-__all__ = ["Projector", "ViewFailure", "history_rows", "in_effect"]
+__all__ = ["Projector", "ViewFailure", "in_effect"]
 
 _RECENT_ROWS = 4096
+_SEQ = operator.attrgetter("seq")
 _LOOKUP_CHUNK = 2000
 log = logging.getLogger("eventdocs.projector")
 
@@ -55,25 +58,6 @@ class ViewFailure(msgspec.Struct, frozen=True):
     resource: str
     seq: int
     error: str
-
-
-def history_rows(doc_id: str, steps: Iterable[tuple[DocState, Event]]) -> list[Document]:
-    """History rows of the states after applied events, each valid until the next."""
-    rows = [Document(doc_id, s.data, s.rev, e.toa, e.seq) for s, e in steps]
-    return link(rows)
-
-
-def link(rows: list[Document]) -> list[Document]:
-    """Set each row's ``valid_to`` to the next row's TOA (the last stays open)."""
-    out = []
-    for i, row in enumerate(rows):
-        valid_to = rows[i + 1].updated if i + 1 < len(rows) else None
-        out.append(row if row.valid_to == valid_to else _with_valid_to(row, valid_to))
-    return out
-
-
-def _with_valid_to(row: Document, valid_to: int | None) -> Document:
-    return Document(row.id, row.data, row.rev, row.updated, row.seq, valid_to)
 
 
 def in_effect(rows: Sequence[Document], toa: int) -> Document | None:
@@ -229,32 +213,28 @@ class Projector:
             if (head is None or order_key(new[0]) > head) and not any(
                 isinstance(e, Cancel) for e in new
             ):
-                state = DocState(tail.data, tail.rev, tail.updated, tail.seq) if tail else MISSING
-                steps = []
-                for event in new:
-                    state, failure = step(state, event)
-                    if failure is None:
-                        steps.append((state, event))
-                if not steps:
+                # After everything the document had: its rows are appended (and the
+                # open row before them ended), each believed from when it was recorded.
+                timeline = Timeline([tail] if tail else [])
+                for recorded, run in groups(sorted(new, key=_SEQ)):
+                    timeline.record(doc_id, run, recorded)
+                added = timeline.rows[1:] if tail else timeline.rows
+                if not added:
                     continue
-                added = history_rows(doc_id, steps)
-                if tail is not None:
-                    history.append(HistoryWrite(doc_id, tail.rev, link([tail, *added])))
-                else:
-                    history.append(HistoryWrite(doc_id, 1, added))
+                rows, closed = timeline.rows, timeline.closed  # closed: new ones out of order
+                history.append(HistoryWrite(doc_id, tail.rev if tail else 1, rows, closed))
                 current = in_effect(added, now)
                 if current is not None:
                     master[doc_id] = _master(current)
                     lookup.discard(doc_id)
             else:
-                refolded = await self._refold(resource, doc_id, new, new_seq)
+                refolded = await self._refold(resource, doc_id, new, checkpoint.seq, new_seq)
                 if refolded is None:
                     continue
-                write, before, start = refolded
+                write, start = refolded
                 history.append(write)
                 if start <= now:
-                    kept = [before] if before is not None else []
-                    master[doc_id] = _master(in_effect([*kept, *write.rows], now))
+                    master[doc_id] = _master(in_effect(write.rows, now))
                     lookup.discard(doc_id)
                 else:  # nothing changed at now: the stored row in effect stays
                     lookup.add(doc_id)
@@ -280,14 +260,18 @@ class Projector:
         )
 
     async def _refold(
-        self, resource: str, doc_id: str, new: list[Event], new_seq: int
-    ) -> tuple[HistoryWrite, Document | None, int] | None:
+        self, resource: str, doc_id: str, new: list[Event], old_seq: int, new_seq: int
+    ) -> tuple[HistoryWrite, int] | None:
         """Re-fold a document from the first point a backdated write or a cancel
-        changes: the history row before it stays, and only the events from
-        there on are read and folded (not the document's whole log).
+        changes: the history row before it stays, and only the events and rows
+        from there on are read and folded (not the document's whole log).
 
-        Returns the history write, the row kept before it and the TOA it starts
-        at, or ``None`` when nothing changes (a cancel of no write of this document).
+        The new events are taken in as recorded, one instant at a time, so the
+        rows they replace are closed when they stopped being believed
+        (:class:`~eventdocs.projections.bitemporal.Timeline`). Returns the
+        history write (from the row kept before, which it may end anew) and the
+        TOA it starts at, or ``None`` when nothing changes (a cancel of no write
+        of this document).
         """
         store = self.store
         starts = [order_key(e) for e in new if not isinstance(e, Cancel)]
@@ -299,29 +283,28 @@ class Projector:
             return None
         toa, seq = min(starts)
         before = await store.history_before(resource, doc_id, toa=toa, seq=seq)
+        after_rev = 0 if before is None else before.rev
+        rows = [
+            r
+            for r in await store.history_span(resource, doc_id, start=toa, end=MAX_TIME)
+            if r.rev > after_rev
+        ]
         writes = [
             e
             for e in await store.read_from(resource, doc_id, toa=toa, seq=seq)
-            if e.seq <= new_seq and not isinstance(e, Cancel)
+            if e.seq <= old_seq and not isinstance(e, Cancel)
         ]
+        targets = [e.seq for e in writes] + [e.seq for e in new if not isinstance(e, Cancel)]
         cancels = [
             c
-            for c in await store.read_cancels(resource, [e.seq for e in writes])
-            if c.seq <= new_seq and c.id == doc_id
+            for c in await store.read_cancels(resource, targets)
+            if c.seq <= old_seq and c.id == doc_id
         ]
-        cancelled, _ = cancelled_targets([*writes, *cancels])
-        state = MISSING
-        if before is not None:
-            state = DocState(before.data, before.rev, before.updated, before.seq)
-        steps = []
-        for event in writes:
-            if event.seq in cancelled:
-                continue
-            state, failure = step(state, event)
-            if failure is None:
-                steps.append((state, event))
-        from_rev = 1 if before is None else before.rev + 1
-        return HistoryWrite(doc_id, from_rev, history_rows(doc_id, steps)), before, toa
+        timeline = Timeline([*([before] if before else []), *rows], [*writes, *cancels])
+        for recorded, run in groups(sorted((e for e in new if e.seq <= new_seq), key=_SEQ)):
+            timeline.record(doc_id, run, recorded)
+        write = HistoryWrite(doc_id, max(after_rev, 1), timeline.rows, timeline.closed)
+        return write, toa
 
     async def _view_writes(
         self, resource: str, master: dict[str, Document | None], checkpoint: Checkpoint

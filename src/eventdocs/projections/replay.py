@@ -2,7 +2,8 @@
 
 Both stream the log document by document (bounded memory: one chunk of
 events and one document's history at a time) and fold each document once
-with :func:`eventdocs.fold.fold`, the same function the projector uses.
+with :func:`eventdocs.fold.step` as the projector does, one recording instant
+at a time (:func:`eventdocs.projections.bitemporal.document_timeline`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 import msgspec
 
 from eventdocs.events import Event
-from eventdocs.fold import fold
-from eventdocs.projections.projector import in_effect, link
+from eventdocs.projections.bitemporal import document_timeline
+from eventdocs.projections.projector import in_effect
 from eventdocs.projections.views import Change, View, rebuild_view
 from eventdocs.storage.contract import (
     Checkpoint,
@@ -68,14 +69,8 @@ async def documents_of(
 
 
 def expected_rows(doc_id: str, events: Sequence[Event]) -> list[Document]:
-    """The history rows the fold of ``events`` gives."""
-    return link(
-        [
-            Document(doc_id, r.state, r.rev, r.event.toa, r.event.seq)
-            for r in fold(events).results
-            if r.outcome == "applied" and r.rev is not None
-        ]
-    )
+    """The history rows the fold of ``events`` gives, with their recording intervals."""
+    return document_timeline(doc_id, events).rows
 
 
 def _master(rows: Sequence[Document], toa: int) -> Document | None:
@@ -147,9 +142,10 @@ async def replay_generic(
         total += count
 
     async for doc_id, events in documents_of(store, resource, max_seq=max_seq, chunk=chunk):
-        rows = expected_rows(doc_id, events)
+        timeline = document_timeline(doc_id, events)
+        rows = timeline.rows
         if rows:
-            history.append(HistoryWrite(doc_id, 1, rows))
+            history.append(HistoryWrite(doc_id, 1, rows, timeline.closed))
             master = _master(rows, now)
             if master is not None:
                 upserts.append(master)

@@ -40,6 +40,7 @@ __all__ = [
     "IndexSpec",
     "ProjectionBatch",
     "ViewWrite",
+    "believed",
 ]
 
 
@@ -49,6 +50,12 @@ class Document(msgspec.Struct, frozen=True):
     ``updated`` and ``seq`` are the TOA and seq of the event that produced it.
     In history rows ``data is None`` means deleted and ``valid_to`` is the TOA
     of the next revision (``None`` while it is the last).
+
+    History rows also carry their recording interval (the bitemporal index of
+    :mod:`eventdocs.projections.bitemporal`): the row was believed from
+    ``known_from`` (the ``recorded_at`` that made it so) until ``known_to``
+    (``None``: still believed), and its ``valid_to`` was known from
+    ``end_known`` on (before that it was open).
     """
 
     id: str
@@ -57,6 +64,19 @@ class Document(msgspec.Struct, frozen=True):
     updated: int
     seq: int
     valid_to: int | None = None
+    known_from: int = 0
+    end_known: int | None = None
+    known_to: int | None = None
+
+
+def believed(row: Document, toa: int, known_at: int) -> bool:
+    """Whether ``row`` was the one in effect at ``toa`` as believed at ``known_at``."""
+    if row.known_from > known_at or (row.known_to is not None and row.known_to <= known_at):
+        return False
+    if row.updated > toa:
+        return False
+    ended = row.valid_to is not None and (row.end_known is None or row.end_known <= known_at)
+    return not ended or toa < row.valid_to  # type: ignore[operator]
 
 
 class Appended(msgspec.Struct, frozen=True):
@@ -104,12 +124,14 @@ class HistoryWrite(msgspec.Struct, frozen=True):
 
     The store sets ``valid_to`` of each row, and of the last row it keeps, to the
     ``updated`` of the row after it (``None`` for the last), so a projector that
-    appends one revision need not rewrite the one before.
+    appends one revision need not rewrite the one before. ``closed`` are rows no
+    longer believed (``known_to`` set), kept for reads as known at a past time.
     """
 
     id: str
     from_rev: int
     rows: list[Document]
+    closed: list[Document] = []
 
 
 class ViewWrite(msgspec.Struct, frozen=True):
@@ -356,6 +378,20 @@ class EventStore(Protocol):
         self, resource: str, query: Query, *, toa: int
     ) -> tuple[int, list[Document]]:
         """Like :meth:`query`, over the documents that exist at valid time ``toa``."""
+        ...
+
+    async def history_known(
+        self, resource: str, id: str, *, toa: int, known_at: int
+    ) -> Document | None:
+        """The history row in effect at valid time ``toa`` as believed at ``known_at``:
+        the row with ``known_from <= known_at < known_to`` whose valid interval, as
+        known then, holds ``toa`` (deleted rows included)."""
+        ...
+
+    async def query_known(
+        self, resource: str, query: Query, *, toa: int, known_at: int
+    ) -> tuple[int, list[Document]]:
+        """Like :meth:`query_history`, over the rows believed at ``known_at``."""
         ...
 
     async def scan_history(

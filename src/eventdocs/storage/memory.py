@@ -24,6 +24,7 @@ from eventdocs.storage.contract import (
     Head,
     IndexSpec,
     ProjectionBatch,
+    believed,
 )
 from eventdocs.storage.loading import load_in_chunks
 from eventdocs.times import Clock, SystemClock
@@ -36,6 +37,7 @@ class _Resource:
     log: list[Event] = field(default_factory=list)
     keys: dict[str, tuple[list[int], str | None]] = field(default_factory=dict)
     history: dict[str, list[Document]] = field(default_factory=dict)
+    closed: dict[str, list[Document]] = field(default_factory=dict)
     master: dict[str, Document] = field(default_factory=dict)
     checkpoint: Checkpoint = field(default_factory=Checkpoint)
     last_recorded: int = -(2**62)
@@ -258,6 +260,8 @@ class MemoryStore:
         for write in batch.history:
             kept = [row for row in res.history.get(write.id, []) if row.rev < write.from_rev]
             res.history[write.id] = _linked(kept + list(write.rows))
+            if write.closed:
+                res.closed.setdefault(write.id, []).extend(write.closed)
         for doc in batch.upserts:
             res.master[doc.id] = doc
         for doc_id in batch.deletes:
@@ -276,6 +280,7 @@ class MemoryStore:
         if base is not None and res.checkpoint != base:
             return False
         res.history.clear()
+        res.closed.clear()
         res.master.clear()
         res.checkpoint = Checkpoint()
         return True
@@ -307,6 +312,23 @@ class MemoryStore:
         alive = []
         for doc_id in self._res(resource).history:
             row = await self.history_at(resource, doc_id, toa=toa)
+            if row is not None and row.data is not None:
+                alive.append(row)
+        return _page(alive, query)
+
+    async def history_known(
+        self, resource: str, id: str, *, toa: int, known_at: int
+    ) -> Document | None:
+        res = self._res(resource)
+        rows = [*res.history.get(id, []), *res.closed.get(id, [])]
+        return next((r for r in rows if believed(r, toa, known_at)), None)
+
+    async def query_known(
+        self, resource: str, query: Query, *, toa: int, known_at: int
+    ) -> tuple[int, list[Document]]:
+        alive = []
+        for doc_id in self._res(resource).history:
+            row = await self.history_known(resource, doc_id, toa=toa, known_at=known_at)
             if row is not None and row.data is not None:
                 alive.append(row)
         return _page(alive, query)

@@ -119,6 +119,8 @@ def row_doc(doc_id: str, row: Document, *, history: bool) -> Doc:
         doc["id"] = doc_id
         doc["live"] = row.data is not None
         doc["until"] = OPEN if row.valid_to is None else row.valid_to
+        doc["known_from"] = row.known_from
+        doc["end_known"] = row.end_known
     else:
         doc["_id"] = doc_id
     put_data(doc, row.data)
@@ -137,6 +139,8 @@ def document_of(doc: Doc) -> Document:
         int(doc["updated"]),
         int(doc["seq"]),
         None if valid_to is None else int(valid_to),
+        int(doc.get("known_from", 0)),
+        None if doc.get("end_known") is None else int(doc["end_known"]),
     )
 
 

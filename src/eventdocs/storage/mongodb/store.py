@@ -20,6 +20,8 @@ from pymongo.write_concern import WriteConcern
 
 from eventdocs.errors import DeclarationError
 from eventdocs.events import Event
+from eventdocs.query import Query
+from eventdocs.storage import folded
 from eventdocs.storage.contract import Checkpoint, Document, IndexSpec
 from eventdocs.storage.loading import load_in_chunks
 from eventdocs.storage.mongodb.append import Appends
@@ -219,6 +221,18 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
             "void": {"$exists": False},
         }
         return await self._events(r, query, [("_id", 1)])
+
+    async def history_known(
+        self, resource: str, id: str, *, toa: int, known_at: int
+    ) -> Document | None:
+        """Folded from the document's events: MongoDB keeps no closed history rows."""
+        return await folded.history_known(self, resource, id, toa=toa, known_at=known_at)
+
+    async def query_known(
+        self, resource: str, query: Query, *, toa: int, known_at: int
+    ) -> tuple[int, list[Document]]:
+        """Folded from the log recorded by ``known_at`` (see :mod:`eventdocs.storage.folded`)."""
+        return await folded.query_known(self, resource, query, toa=toa, known_at=known_at)
 
     async def history_before(
         self, resource: str, id: str, *, toa: int, seq: int

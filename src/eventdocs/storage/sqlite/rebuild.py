@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import operator
 import os
 import queue
@@ -35,9 +36,11 @@ from urllib.parse import quote
 import msgspec
 
 from eventdocs.events import Cancel, Event, decode_event
-from eventdocs.fold import MISSING, DocState, cancelled_targets, step
+from eventdocs.fold import MISSING, DocState, step
+from eventdocs.projections.bitemporal import document_timeline
+from eventdocs.projections.projector import in_effect
 from eventdocs.projections.views import Change, View
-from eventdocs.storage.contract import Checkpoint
+from eventdocs.storage.contract import Checkpoint, Document
 from eventdocs.storage.sqlite.schema import _CHECKPOINT, _decode, _encode, _storage_error
 
 __all__ = ["PREFIX", "RebuildPlan", "document_rows", "drop_leftovers"]
@@ -46,7 +49,9 @@ PREFIX = "eventdocs_rebuild_"
 _ORDER = operator.attrgetter("toa", "seq")
 _CHUNK = 5000  # events per writer transaction
 _PAGE = 1000  # documents per read of the log
-Row = tuple[str, str | None, int, int, int, int | None]  # id, doc, rev, updated, seq, valid_to
+# id, doc, rev, updated, seq, valid_to (master rows), known_from, end_known (history rows),
+# known_to (closed rows)
+Row = tuple[Any, ...]
 
 
 def drop_leftovers(conn: sqlite3.Connection) -> None:
@@ -58,69 +63,93 @@ def drop_leftovers(conn: sqlite3.Connection) -> None:
         conn.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
-def document_rows(doc_id: str, events: list[Event], now: int) -> tuple[list[Row], Row | None]:
-    """The history rows and the master row (at valid time ``now``) of one document.
+def document_rows(
+    doc_id: str, events: list[Event], now: int
+) -> tuple[list[Row], Row | None, list[Row]]:
+    """The history rows, the master row (at valid time ``now``) and the closed rows
+    of one document.
 
-    The fold of :func:`eventdocs.fold.fold` without its per-event results:
-    events in ``(toa, seq)`` order, cancelled ones and cancels skipped, every
-    other one through :func:`eventdocs.fold.step`; each applied state is a
-    row valid until the next one's TOA. A property test holds it equal to
-    the rows :func:`eventdocs.projections.replay.expected_rows` derives from
-    ``fold``.
+    When the document's events were recorded in valid-time order (no backdated
+    write before a later one, no cancel: nearly always), each applied state is a
+    row valid until the next one's TOA, believed from its event's
+    ``recorded_at``, its end known from the next one's: :func:`eventdocs.fold.step`
+    applied as :func:`eventdocs.fold.fold` applies it, without per-event results.
+    Otherwise the rows are those of
+    :func:`eventdocs.projections.bitemporal.document_timeline`. A property test
+    holds both equal to what :func:`eventdocs.projections.replay.expected_rows`
+    derives.
     """
     events.sort(key=_ORDER)  # order_key's order, computed in C
-    cancelled: dict[int, int] = {}
-    if any(type(e) is Cancel for e in events):
-        cancelled = cancelled_targets(events)[0]
+    if any(type(e) is Cancel for e in events) or any(
+        a.seq > b.seq for a, b in itertools.pairwise(events)
+    ):
+        return _revised_rows(doc_id, events, now)
     state: DocState = MISSING
     rows: list[Row] = []
     master: Row | None = None
     for event in events:
-        if type(event) is Cancel or event.seq in cancelled:
-            continue
         state, failure = step(state, event)
         if failure is not None:
             continue
-        toa = event.toa
-        if rows:  # the row before is valid until this one's TOA
-            before = rows[-1]
-            rows[-1] = (doc_id, before[1], before[2], before[3], before[4], toa)
+        toa, recorded = event.toa, event.recorded_at
+        if rows:  # the row before is valid until this one's TOA, known since it came
+            b = rows[-1]
+            rows[-1] = (doc_id, b[1], b[2], b[3], b[4], toa, b[6], recorded)
         doc = None if state.data is None else _encode(state.data).decode()
-        rows.append((doc_id, doc, state.rev, toa, event.seq, None))
+        rows.append((doc_id, doc, state.rev, toa, event.seq, None, recorded, None))
         if toa <= now:
             master = None if doc is None else (doc_id, doc, state.rev, toa, event.seq, None)
-    return rows, master
+    return rows, master, []
+
+
+def _revised_rows(
+    doc_id: str, events: list[Event], now: int
+) -> tuple[list[Row], Row | None, list[Row]]:
+    timeline = document_timeline(doc_id, events)
+    rows = [_row(d)[:8] for d in timeline.rows]
+    live = in_effect(timeline.rows, now)
+    master = None if live is None or live.data is None else (*_row(live)[:5], None)
+    return rows, master, [_row(d) for d in timeline.closed]
+
+
+def _row(d: Document) -> Row:
+    doc = None if d.data is None else _encode(d.data).decode()
+    return (d.id, doc, d.rev, d.updated, d.seq, d.valid_to, d.known_from, d.end_known, d.known_to)
 
 
 class _Chunk:
     """One writer transaction's worth of folded rows."""
 
-    __slots__ = ("events", "history", "masters")
+    __slots__ = ("closed", "events", "history", "masters")
 
     def __init__(self) -> None:
         self.history: list[Row] = []
         self.masters: list[Row] = []
+        self.closed: list[Row] = []
         self.events = 0
 
 
 _decode_events = msgspec.json.Decoder(list[Event]).decode
-# Rows per INSERT statement (6 parameters each, under SQLite's 32,766): one step, so one
-# GIL release and reacquire for all of them, not one per row while the fold holds the GIL.
-_INSERT_ROWS = 5000
+# Rows per INSERT statement (at most 9 parameters each, under SQLite's 32,766): one step, so
+# one GIL release and reacquire for all of them, not one per row while the fold holds the GIL.
+_INSERT_ROWS = 3600
+_COLUMNS = "id, doc, rev, updated, seq, valid_to, known_from, end_known, known_to"
 
 
 def _inserts(
     conn: sqlite3.Connection, table: str, rows: list[Row], cache: dict[tuple[str, int], str]
 ) -> None:
     """Insert ``rows`` with multi-row INSERTs: binding holds the GIL, the step does not."""
+    if not rows:
+        return
+    width = len(rows[0])
+    columns = ", ".join(_COLUMNS.split(", ")[:width])
     for i in range(0, len(rows), _INSERT_ROWS):
         part = rows[i : i + _INSERT_ROWS]
         sql = cache.get((table, len(part)))
         if sql is None:
-            values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(part))
-            sql = cache[(table, len(part))] = (
-                f'INSERT INTO "{table}" (id, doc, rev, updated, seq, valid_to) VALUES {values}'
-            )
+            values = ", ".join([f"({', '.join('?' * width)})"] * len(part))
+            sql = cache[(table, len(part))] = f'INSERT INTO "{table}" ({columns}) VALUES {values}'
         conn.execute(sql, [value for row in part for value in row])
 
 
@@ -131,11 +160,11 @@ class RebuildPlan:
         r = resource
         self.resource = r
         self.log = f'"{r}_revisions"'
-        self.live = (r, f"{r}_history")
-        self.fresh = (f"{PREFIX}{r}", f"{PREFIX}{r}_history")
+        self.live = (r, f"{r}_history", f"{r}_superseded")
+        self.fresh = (f"{PREFIX}{r}", f"{PREFIX}{r}_history", f"{PREFIX}{r}_superseded")
         tables = dict(
             conn.execute(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+                "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN (?, ?, ?)",
                 self.live,
             ).fetchall()
         )
@@ -148,18 +177,19 @@ class RebuildPlan:
         self.indexes = [
             sql
             for (sql,) in conn.execute(
-                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN (?, ?)"
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN (?, ?, ?)"
                 " AND sql IS NOT NULL",
                 self.live,
             )
         ]
-        master, history = (f'"{name}"' for name in self.fresh)
+        master, history, closed = (f'"{name}"' for name in self.fresh)
         self.statements: dict[tuple[str, int], str] = {}
         # Where the time went, in seconds: for ``eventdocs bench`` and the profile.
         self.timings: dict[str, float] = {"read_fold": 0.0, "insert": 0.0}
         self.drop_doc = (
             f"DELETE FROM {history} WHERE id = ?",
             f"DELETE FROM {master} WHERE id = ?",
+            f"DELETE FROM {closed} WHERE id = ?",
         )
 
     def start(self, conn: sqlite3.Connection) -> None:
@@ -173,6 +203,7 @@ class RebuildPlan:
         started = time.perf_counter()
         _inserts(conn, self.fresh[1], chunk.history, self.statements)
         _inserts(conn, self.fresh[0], chunk.masters, self.statements)
+        _inserts(conn, self.fresh[2], chunk.closed, self.statements)
         self.timings["insert"] += time.perf_counter() - started
 
     def swap(
@@ -210,8 +241,9 @@ class RebuildPlan:
             ]
             for statement in self.drop_doc:
                 conn.execute(statement, (doc_id,))
-            rows, master = document_rows(doc_id, events, at)
+            rows, master, closed = document_rows(doc_id, events, at)
             chunk.history += rows
+            chunk.closed += closed
             if master is not None:
                 chunk.masters.append(master)
         # Masters not touched were folded at ``now``; nothing of theirs came due since.
@@ -294,8 +326,10 @@ def read_folded(
             started = time.thread_time()
             for doc_id, data in _documents(conn, plan.log, max_seq):
                 events = _decode_events(data)
-                rows, master = document_rows(doc_id, events, now)
+                rows, master, closed = document_rows(doc_id, events, now)
                 chunk.history += rows
+                if closed:
+                    chunk.closed += closed
                 if master is not None:
                     chunk.masters.append(master)
                 chunk.events += len(events)

@@ -16,7 +16,7 @@ from eventdocs.errors import (
 from eventdocs.storage.contract import Checkpoint, Document
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_RESERVED = re.compile(r"^(eventdocs_|view_)|_(revisions|history)$")
+_RESERVED = re.compile(r"^(eventdocs_|view_)|_(revisions|history|superseded)$")
 _MIN_TIME = -(2**62)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -48,11 +48,24 @@ CREATE TABLE IF NOT EXISTS "{r}" (
     seq INTEGER NOT NULL, valid_to INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS "{r}_history" (
     id TEXT, rev INTEGER, updated INTEGER NOT NULL, seq INTEGER NOT NULL, valid_to INTEGER,
-    doc TEXT, PRIMARY KEY (id, rev)) WITHOUT ROWID;
+    doc TEXT, known_from INTEGER NOT NULL DEFAULT 0, end_known INTEGER,
+    PRIMARY KEY (id, rev)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS "{r}_history_at" ON "{r}_history" (id, updated, seq);
+CREATE TABLE IF NOT EXISTS "{r}_superseded" (
+    id TEXT NOT NULL, rev INTEGER NOT NULL, updated INTEGER NOT NULL, seq INTEGER NOT NULL,
+    valid_to INTEGER, doc TEXT, known_from INTEGER NOT NULL, end_known INTEGER,
+    known_to INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS "{r}_superseded_at" ON "{r}_superseded" (id, updated, seq);
 INSERT OR IGNORE INTO eventdocs_resources (name) VALUES ('{r}');
 """
 _DOC = "id, doc, rev, updated, seq, valid_to"
+_HDOC = f"{_DOC}, known_from, end_known"  # a history row: its recording interval too
+# Believed at ?{k} (known_at) in effect at ?{t} (valid time): the bitemporal index's test,
+# :func:`eventdocs.storage.contract.believed` in SQL, on plain columns of each row.
+_BELIEVED = (
+    "known_from <= ?{k} AND updated <= ?{t}"
+    " AND (valid_to IS NULL OR valid_to > ?{t} OR end_known > ?{k})"
+)
 # Writes not cancelled by a cancel of the same document recorded before they took effect.
 _DUE = (
     'FROM "{r}_revisions" AS e WHERE e.toa > ? AND e.toa <= ? AND e.seq <= ?3'
@@ -122,30 +135,42 @@ class _Sql:
             f"UPDATE {h} SET valid_to = ?3 WHERE id = ?1"
             f" AND rev = (SELECT max(rev) FROM {h} WHERE id = ?1 AND rev < ?2)"
         )
-        self.put_history = f"INSERT INTO {h} ({_DOC}) VALUES (?, ?, ?, ?, ?, ?)"
+        self.put_history = f"INSERT INTO {h} ({_HDOC}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        self.put_closed = (
+            f'INSERT INTO "{r}_superseded" ({_HDOC}, known_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'
+        )
         self.upsert = (
             f'INSERT INTO "{r}" ({_DOC}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET'
             " doc = excluded.doc, rev = excluded.rev, updated = excluded.updated,"
             " seq = excluded.seq, valid_to = excluded.valid_to"
         )
         self.delete = f'DELETE FROM "{r}" WHERE id = ?'
-        self.reset = (f"DELETE FROM {h}", f'DELETE FROM "{r}"')
+        self.reset = (f"DELETE FROM {h}", f'DELETE FROM "{r}"', f'DELETE FROM "{r}_superseded"')
         self.get = f'SELECT {_DOC} FROM "{r}" WHERE id = ?'
         self.scan = f'SELECT {_DOC} FROM "{r}" WHERE id > ? ORDER BY id LIMIT ?'
-        self.history = f"SELECT {_DOC} FROM {h} WHERE id = ? ORDER BY rev"
+        self.history = f"SELECT {_HDOC} FROM {h} WHERE id = ? ORDER BY rev"
         # Per id one seek for its last rev, one for the row: never the whole history.
         self.tails = (
-            "SELECT t.id, t.doc, t.rev, t.updated, t.seq, t.valid_to"
+            "SELECT t.id, t.doc, t.rev, t.updated, t.seq, t.valid_to, t.known_from, t.end_known"
             f" FROM json_each(?) AS j JOIN {h} AS t"
             f" ON t.id = j.value AND t.rev = (SELECT max(rev) FROM {h} WHERE id = j.value)"
         )
         # (updated, seq) order is rev order within a document; the index makes a read
         # at a valid time one seek, however deep the history.
         self.history_at = (
-            f"SELECT {_DOC} FROM {h} WHERE id = ? AND updated <= ?"
+            f"SELECT {_HDOC} FROM {h} WHERE id = ? AND updated <= ?"
             " ORDER BY updated DESC, seq DESC LIMIT 1"
         )
-        self.scan_history = f"SELECT {_DOC} FROM {h} WHERE id > ? ORDER BY id, rev LIMIT ?"
+        # As believed at a time: the same seek, back past rows recorded later; a row
+        # replaced since is in the (mostly empty) superseded table.
+        believed = _BELIEVED.format(t=2, k=3)
+        self.history_known = (
+            f"SELECT * FROM (SELECT {_HDOC} FROM {h} WHERE id = ?1 AND {believed}"
+            " ORDER BY updated DESC, seq DESC LIMIT 1)"
+            f' UNION ALL SELECT * FROM (SELECT {_HDOC} FROM "{r}_superseded" WHERE id = ?1'
+            f" AND known_to > ?3 AND {believed} ORDER BY updated DESC, seq DESC LIMIT 1)"
+        )
+        self.scan_history = f"SELECT {_HDOC} FROM {h} WHERE id > ? ORDER BY id, rev LIMIT ?"
         # A document's events in valid-time order, from the (id, toa) index (seq is the
         # rowid, so the index is in (id, toa, seq) order): pages and re-folds seek.
         self.revisions = f"SELECT data FROM {log} WHERE id = ? ORDER BY toa, seq LIMIT ? OFFSET ?"
@@ -159,22 +184,28 @@ class _Sql:
             " AND target IS NOT NULL ORDER BY seq"
         )
         self.history_before = (
-            f"SELECT {_DOC} FROM {h} WHERE id = ?1 AND updated <= ?2"
+            f"SELECT {_HDOC} FROM {h} WHERE id = ?1 AND updated <= ?2"
             " AND (updated < ?2 OR seq < ?3) ORDER BY updated DESC, seq DESC LIMIT 1"
         )
         self.history_span = (
-            f"SELECT {_DOC} FROM {h} WHERE id = ? AND updated >= ? AND updated <= ?"
+            f"SELECT {_HDOC} FROM {h} WHERE id = ? AND updated >= ? AND updated <= ?"
             " ORDER BY updated, seq"
         )
-        self.history_rev = f"SELECT {_DOC} FROM {h} WHERE id = ? AND rev = ?"
+        self.history_rev = f"SELECT {_HDOC} FROM {h} WHERE id = ? AND rev = ?"
         self.history_at_many = (
-            "SELECT r.id, r.doc, r.rev, r.updated, r.seq, r.valid_to"
+            "SELECT r.id, r.doc, r.rev, r.updated, r.seq, r.valid_to, r.known_from, r.end_known"
             f" FROM json_each(?1) AS j JOIN {h} AS r"
             f" ON r.id = j.value AND r.rev = (SELECT rev FROM {h} WHERE id = j.value"
             " AND updated <= ?2 ORDER BY updated DESC, seq DESC LIMIT 1)"
         )
         self.master_from = f'FROM "{r}" WHERE 1'
         self.alive_from = f"FROM {h} WHERE {_ALIVE}"
+        believed = _BELIEVED.format(t=1, k=2)
+        self.known_from = (
+            f"FROM (SELECT {_DOC} FROM {h} WHERE {believed}"
+            f' UNION ALL SELECT {_DOC} FROM "{r}_superseded" WHERE known_to > ?2 AND {believed})'
+            " WHERE doc IS NOT NULL"
+        )
 
 
 def _name(name: str, what: str) -> str:
@@ -220,3 +251,13 @@ def _json(data: Any) -> str | None:
 
 def _document(row: Any) -> Document:
     return Document(row[0], None if row[1] is None else _decode(row[1]), *row[2:])
+
+
+def upgrade_history(conn: sqlite3.Connection, r: str) -> None:
+    """A history written before it carried recording intervals gets the columns, and
+    the resource's checkpoint goes back to zero: its first projection rebuilds it."""
+    columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{r}_history")')}
+    if "known_from" not in columns:
+        conn.execute(f'ALTER TABLE "{r}_history" ADD COLUMN known_from INTEGER NOT NULL DEFAULT 0')
+        conn.execute(f'ALTER TABLE "{r}_history" ADD COLUMN end_known INTEGER')
+        conn.execute("DELETE FROM eventdocs_checkpoints WHERE resource = ?", (r,))

@@ -57,6 +57,7 @@ from eventdocs.storage.sqlite.schema import (
     _run_script,
     _Sql,
     _storage_error,
+    upgrade_history,
 )
 from eventdocs.storage.sqlite.writer import _Append, _Call, _Writer
 from eventdocs.times import MAX_TIME, Clock, SystemClock
@@ -283,7 +284,11 @@ class SQLiteStore:
         def after() -> None:
             self._sql[r] = _Sql(r)
 
-        await self._call(partial(_run_script, script), after)
+        def run(conn: sqlite3.Connection) -> None:
+            _run_script(script, conn)
+            upgrade_history(conn, r)
+
+        await self._call(run, after)
 
     async def resources(self) -> list[str]:
         return [name for (name,) in self._rows("SELECT name FROM eventdocs_resources ORDER BY 1")]
@@ -494,11 +499,25 @@ class SQLiteStore:
                 c.executemany(
                     sql.put_history,
                     [
-                        (w.id, _json(d.data), d.rev, d.updated, d.seq, n.updated if n else None)
+                        (
+                            w.id, _json(d.data), d.rev, d.updated, d.seq,
+                            n.updated if n else None, d.known_from, d.end_known,
+                        )
                         for w in group
                         for d, n in zip(w.rows, [*w.rows[1:], None], strict=False)
                     ],
-                )
+                )  # fmt: skip
+                c.executemany(
+                    sql.put_closed,
+                    [
+                        (
+                            w.id, _json(d.data), d.rev, d.updated, d.seq, d.valid_to,
+                            d.known_from, d.end_known, d.known_to,
+                        )
+                        for w in group
+                        for d in w.closed
+                    ],
+                )  # fmt: skip
             if batch.due is not None:
                 after_toa, until_toa, max_seq = batch.due
                 c.execute(sql.apply_due, (after_toa, until_toa, max_seq, until_toa))
@@ -592,6 +611,17 @@ class SQLiteStore:
         self, resource: str, query: Query, *, toa: int
     ) -> tuple[int, list[Document]]:
         return await self._query(self._res(resource).alive_from, query, [toa])
+
+    async def history_known(
+        self, resource: str, id: str, *, toa: int, known_at: int
+    ) -> Document | None:
+        rows = self._rows(self._res(resource).history_known, (id, toa, known_at))
+        return _document(rows[0]) if rows else None
+
+    async def query_known(
+        self, resource: str, query: Query, *, toa: int, known_at: int
+    ) -> tuple[int, list[Document]]:
+        return await self._query(self._res(resource).known_from, query, [toa, known_at])
 
     async def scan_history(
         self, resource: str, *, after: str = "", limit: int = 1000

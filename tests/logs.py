@@ -1,0 +1,53 @@
+"""Random logs as a store records them, for property tests: backdated and
+scheduled writes, conditional writes, reverts and cancels over a few documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from eventdocs.events import Cancel, Create, Delete, Event, Revert, Update
+
+SECOND = 1_000_000
+START = 1_700_000_000_000_000
+IDS = ("a", "b", "c", "d")
+
+step = st.tuples(
+    st.sampled_from(range(len(IDS))),
+    st.sampled_from(["create", "update", "update", "merge", "delete", "revert", "cancel"]),
+    st.integers(-5, 5),  # TOA in seconds from when it is recorded: backdated or scheduled
+    st.sampled_from([None, None, 0, 1, 2, 3]),  # expect_rev (If-Match)
+    st.integers(0, 40),  # which earlier event a cancel targets
+    st.sampled_from(["ann", "bob", None]),
+)
+
+
+def log_of(steps: list[tuple[Any, ...]]) -> list[Event]:
+    """Events as a store records them: seqs from 1, recorded one second apart."""
+    events: list[Event] = []
+    for seq, (doc, action, offset, expect, pick, author) in enumerate(steps, 1):
+        recorded = START + seq * SECOND
+        common: dict[str, Any] = {
+            "seq": seq,
+            "resource": "post",
+            "id": IDS[doc],
+            "toa": recorded + offset * SECOND,
+            "recorded_at": recorded,
+        }
+        body = {"title": f"t{seq}", "blog": seq % 3, "author": author or "cy"}
+        if action == "create":
+            events.append(Create(body=body, **common))
+        elif action in ("update", "merge"):
+            patch = {"title": f"u{seq}"} if author is None else {"author": author}
+            events.append(Update(body=patch, merge=action == "merge", expect_rev=expect, **common))
+        elif action == "delete":
+            events.append(Delete(expect_rev=expect, **common))
+        elif action == "revert":
+            events.append(
+                Revert(body=None if author is None else body, expect_rev=expect, **common)
+            )
+        else:
+            common["toa"] = recorded
+            events.append(Cancel(target=pick % seq + 1, **common))
+    return events
