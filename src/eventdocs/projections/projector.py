@@ -221,8 +221,10 @@ class Projector:
                 added = timeline.rows[1:] if tail else timeline.rows
                 if not added:
                     continue
-                rows, closed = timeline.rows, timeline.closed  # closed: new ones out of order
-                history.append(HistoryWrite(doc_id, tail.rev if tail else 1, rows, closed))
+                # Closed rows too: the new events may come out of order among themselves.
+                history.append(
+                    HistoryWrite(doc_id, tail.rev if tail else 1, timeline.rows, timeline.closed)
+                )
                 current = in_effect(added, now)
                 if current is not None:
                     master[doc_id] = _master(current)
