@@ -1,8 +1,9 @@
 """The commands on one document or one view: history, diff, revert, view.
 
 They read through the same :class:`~eventdocs.service.Service` as the HTTP
-API (so a CLI answer is the API's answer), beside a running server; only
-``revert`` writes, one event, and needs the store to itself.
+API, so a CLI answer is the API's answer. ``history``, ``diff`` and
+``revert --dry-run`` open the store read-only, beside a running server;
+``revert`` appends one event.
 """
 
 from __future__ import annotations

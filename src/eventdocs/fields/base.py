@@ -238,7 +238,7 @@ class Field:
 
     @staticmethod
     def from_dict(data: Any, *, required: bool = False, path: str = "field") -> Field:
-        """The field a JSON Schema fragment declares (see the module docstring).
+        """The field a JSON Schema fragment declares (see :mod:`eventdocs.fields`).
 
         Raises:
             DeclarationError: naming ``path`` (and the keyword) when it cannot be mapped.

@@ -41,7 +41,7 @@ class StandardRequest:
 
 
 class Resource:
-    """Base of every resource declaration; see the module docstring.
+    """Base of every resource declaration; see :mod:`eventdocs.resources`.
 
     Attributes:
         name: the resource's name (lowercase); same name means same log.
