@@ -31,7 +31,7 @@ import msgspec
 from eventdocs.errors import StorageError
 from eventdocs.events import Cancel, Event
 from eventdocs.fold import order_key
-from eventdocs.projections.bitemporal import Timeline, groups
+from eventdocs.projections.bitemporal import Timeline, document_timeline, groups
 from eventdocs.projections.views import Change, View, fold_view, rebuild_view
 from eventdocs.storage.contract import (
     Checkpoint,
@@ -99,6 +99,7 @@ class Projector:
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._done: dict[str, Checkpoint] = {}
         self._recent: dict[str, dict[int, Document]] = defaultdict(dict)
+        self._last: dict[str, tuple[int, int | None]] = {}  # the last event projected
 
     def recent(self, resource: str, seq: int) -> Document | None:
         """The history row event ``seq`` produced, if a recent step of this
@@ -206,11 +207,17 @@ class Projector:
         ids = list(by_doc)
         heads = await store.read_heads(resource, ids, max_seq=checkpoint.seq) if ids else {}
         tails = await store.history_tails(resource, ids) if ids else {}
+        split = await self._split_instant(resource, checkpoint, events)
         for doc_id, new in by_doc.items():
             new.sort(key=order_key)
             head = heads.get(doc_id)
             tail = tails.get(doc_id)
-            if (head is None or order_key(new[0]) > head) and not any(
+            if split is not None and any(e.recorded_at == split for e in new):
+                write = await self._rewrite(resource, doc_id, new_seq)
+                history.append(write)
+                master[doc_id] = _master(in_effect(write.rows, now))
+                lookup.discard(doc_id)
+            elif (head is None or order_key(new[0]) > head) and not any(
                 isinstance(e, Cancel) for e in new
             ):
                 # After everything the document had: its rows are appended (and the
@@ -260,6 +267,31 @@ class Projector:
             deletes=[k for k, d in master.items() if d is None],
             views=await self._view_writes(resource, master, moved),
         )
+
+    async def _split_instant(
+        self, resource: str, checkpoint: Checkpoint, events: list[Event]
+    ) -> int | None:
+        """The recording instant this step shares with the last one, if any.
+
+        Two appends may share a ``recorded_at`` (the clock did not move), and a
+        step may have taken in the first before the second came. The history's
+        recording intervals must not depend on that, so the documents written at
+        that instant are folded again whole (:meth:`_rewrite`), as a rebuild does.
+        """
+        if not events or not checkpoint.seq:
+            return None
+        last = self._last.get(resource)
+        if last is None or last[0] != checkpoint.seq:
+            event = await self.store.read_event(resource, checkpoint.seq)
+            last = (checkpoint.seq, event.recorded_at if event else None)
+        self._last[resource] = (events[-1].seq, events[-1].recorded_at)
+        return last[1] if last[1] == events[0].recorded_at else None
+
+    async def _rewrite(self, resource: str, doc_id: str, new_seq: int) -> HistoryWrite:
+        """Every history row of a document, closed ones included, from its whole log."""
+        events = [e for e in await self.store.read_document(resource, doc_id) if e.seq <= new_seq]
+        timeline = document_timeline(doc_id, events)
+        return HistoryWrite(doc_id, 1, timeline.rows, timeline.closed, replace_closed=True)
 
     async def _refold(
         self, resource: str, doc_id: str, new: list[Event], old_seq: int, new_seq: int

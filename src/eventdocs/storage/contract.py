@@ -125,13 +125,15 @@ class HistoryWrite(msgspec.Struct, frozen=True):
     The store sets ``valid_to`` of each row, and of the last row it keeps, to the
     ``updated`` of the row after it (``None`` for the last), so a projector that
     appends one revision need not rewrite the one before. ``closed`` are rows no
-    longer believed (``known_to`` set), kept for reads as known at a past time.
+    longer believed (``known_to`` set), kept for reads as known at a past time;
+    with ``replace_closed`` they replace every closed row the document had.
     """
 
     id: str
     from_rev: int
     rows: list[Document]
     closed: list[Document] = []
+    replace_closed: bool = False
 
 
 class ViewWrite(msgspec.Struct, frozen=True):

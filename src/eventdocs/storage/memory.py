@@ -260,7 +260,9 @@ class MemoryStore:
         for write in batch.history:
             kept = [row for row in res.history.get(write.id, []) if row.rev < write.from_rev]
             res.history[write.id] = _linked(kept + list(write.rows))
-            if write.closed:
+            if write.replace_closed:
+                res.closed[write.id] = list(write.closed)
+            elif write.closed:
                 res.closed.setdefault(write.id, []).extend(write.closed)
         for doc in batch.upserts:
             res.master[doc.id] = doc

@@ -507,6 +507,7 @@ class SQLiteStore:
                         for d, n in zip(w.rows, [*w.rows[1:], None], strict=False)
                     ],
                 )  # fmt: skip
+                c.executemany(sql.drop_closed, [(w.id,) for w in group if w.replace_closed])
                 c.executemany(
                     sql.put_closed,
                     [
