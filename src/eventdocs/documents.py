@@ -43,7 +43,15 @@ from eventdocs.fold import (
     DocState,
     step,
 )
-from eventdocs.storage.contract import Appended, Document, EventStore, Guard, Head
+from eventdocs.storage.contract import (
+    Appended,
+    Checkpoint,
+    Document,
+    EventStore,
+    Guard,
+    Head,
+    Tip,
+)
 from eventdocs.times import Clock
 
 if TYPE_CHECKING:
@@ -428,13 +436,22 @@ class Documents(DocumentReads):
             at = now if toa is None else toa
             head, state = (Head(), MISSING) if fresh else await self._state(doc_id, at)
             draft = await make(state)
-            self._decide(state, draft, at, scheduled=at > now)
+            after = self._decide(state, draft, at, scheduled=at > now)
             # A fresh id (80 random bits) is in no event: it needs no guard.
             guards = (
                 [] if fresh else [Guard(doc_id, head.seq, head.next_toa if toa is None else None)]
             )
+            # An immediate write after everything its document had: the store may
+            # project it in the append's own transaction (one commit, no step).
+            tips = (
+                [Tip(doc_id, after.data, after.rev, state.rev)]
+                if toa is None
+                and head.next_toa is None
+                and self.projector.projects_appends(self.name)
+                else []
+            )
             try:
-                results = await self._apply([(draft, state)], key, fingerprint, guards)
+                results = await self._apply([(draft, state)], key, fingerprint, guards, tips)
             except Stale:
                 continue
             if doc_id not in results:
@@ -451,6 +468,7 @@ class Documents(DocumentReads):
         key: str | None,
         fingerprint: str | None,
         guards: Sequence[Guard],
+        tips: Sequence[Tip] = (),
     ) -> dict[str, WriteResult]:
         """Append decided drafts under their guards; each result is the state it produced.
 
@@ -459,7 +477,9 @@ class Documents(DocumentReads):
         fails after the commit can turn it into an error.
         """
         drafts = [draft for draft, _ in decided]
-        appended = await self._commit(drafts, key=key, fingerprint=fingerprint, guards=guards)
+        appended = await self._commit(
+            drafts, key=key, fingerprint=fingerprint, guards=guards, tips=tips
+        )
         if appended.replayed:
             return {r.event.id: r for r in await self._results(appended.events, replayed=True)}
         out = {}
@@ -479,14 +499,23 @@ class Documents(DocumentReads):
         key: str | None = None,
         fingerprint: str | None = None,
         guards: Sequence[Guard] = (),
+        tips: Sequence[Tip] = (),
     ) -> Appended:
         """Append, then project for read-your-writes; nothing after the append raises."""
         await self._check_pending(drafts)
         version = self.spec.version  # every event says which declaration checked it
         drafts = [msgspec.structs.replace(d, meta={**d.meta, "version": version}) for d in drafts]
         appended = await self.store.append(
-            self.name, drafts, idempotency_key=key, fingerprint=fingerprint, guards=guards
+            self.name,
+            drafts,
+            idempotency_key=key,
+            fingerprint=fingerprint,
+            guards=guards,
+            tips=tips,
         )
+        if appended.projected:  # in the append's transaction
+            last = appended.events[-1]
+            self.projector.advanced(self.name, Checkpoint(last.seq, last.recorded_at))
         try:
             await self.projector.sync(self.name, appended.events[-1].seq)
         except Exception:  # the write is decided and durable: the scheduler projects it later
@@ -528,7 +557,9 @@ class Documents(DocumentReads):
                 self.name, event.id, start=event.toa, end=event.toa
             )
             row = next((r for r in rows if r.seq == event.seq), None)
-        doc = row if row is not None and row.seq == event.seq and row.data is not None else None
+        doc = None
+        if row is not None and row.seq == event.seq and row.data is not None:
+            doc = Document(row.id, row.data, row.rev, row.updated, row.seq)  # as answered then
         return WriteResult(event, doc, event.toa > event.recorded_at, replayed)
 
 

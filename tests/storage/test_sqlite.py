@@ -15,9 +15,13 @@ import pytest
 
 from eventdocs.errors import DeclarationError, StorageError
 from eventdocs.events import Create, Draft, Update
+from eventdocs.projections.projector import Projector
+from eventdocs.projections.replay import verify
 from eventdocs.query import Filter, Query
 from eventdocs.storage import Checkpoint, Document, HistoryWrite, IndexSpec, ProjectionBatch
+from eventdocs.storage.contract import Tip
 from eventdocs.storage.sqlite import SQLiteStore, _compile
+from eventdocs.times import ManualClock
 
 
 @pytest.fixture
@@ -231,3 +235,59 @@ async def test_pending_limit_is_exact_under_concurrent_scheduling_and_cancels(
     for t in (later + 5, later + 20, later + 99):  # as writes come due, the count follows
         due = await store.count_due("post", after_toa=t, until_toa=2**62, max_seq=last)
         assert await store.count_pending("post", now=t) == due
+
+
+async def test_an_immediate_write_with_its_tip_is_projected_in_its_append(
+    store: SQLiteStore,
+) -> None:
+    first = await store.append(
+        "post", [create("a", title="x")], tips=[Tip("a", {"title": "x"}, 1, 0)]
+    )
+    assert first.projected
+    (a1,) = first.events
+    assert await store.read_checkpoint("post") == Checkpoint(a1.seq, a1.recorded_at)
+    second = await store.append(
+        "post",
+        [Draft(action="update", id="a", body={"title": "y"})],
+        tips=[Tip("a", {"title": "y"}, 2, 1)],
+    )
+    assert second.projected
+    (a2,) = second.events
+    assert await store.get("post", "a") == Document("a", {"title": "y"}, 2, a2.toa, a2.seq)
+    assert [
+        (r.rev, r.valid_to, r.known_from, r.end_known)
+        for r in await store.read_history("post", "a")
+    ] == [
+        (1, a2.toa, a1.recorded_at, a2.recorded_at),
+        (2, None, a2.recorded_at, None),
+    ]
+    assert await verify(store, ["post"]) == []
+    # Without a tip the projector takes it; after that, a tip finds the projection
+    # behind and leaves that to the projector too.
+    await store.append("post", [create("b", title="z")])
+    assert await store.read_checkpoint("post") == Checkpoint(a2.seq, a2.recorded_at)
+    third = await store.append(
+        "post", [create("c", title="w")], tips=[Tip("c", {"title": "w"}, 1, 0)]
+    )
+    assert not third.projected
+    assert await store.read_checkpoint("post") == Checkpoint(a2.seq, a2.recorded_at)
+    assert await store.get("post", "c") is None
+
+
+async def test_a_tip_after_a_write_came_due_leaves_both_to_the_projector(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store = SQLiteStore(tmp_path / "due.db", clock=clock)
+    await store.open()
+    try:
+        await store.ensure_resource("post")
+        later = clock.now() + 10
+        await store.append("post", [Draft(action="create", id="a", body={"n": 1}, toa=later)])
+        await Projector(store, clock).project("post")
+        clock.set(later + 1)  # "a" is due; nothing has projected it yet
+        tip = Tip("b", {"n": 2}, 1, 0)
+        appended = await store.append("post", [create("b", n=2)], tips=[tip])
+        assert not appended.projected
+        await Projector(store, clock).project("post")
+        assert {d.id for d in await store.scan("post")} == {"a", "b"}
+    finally:
+        await store.close()

@@ -106,6 +106,17 @@ class Projector:
         process wrote it: a writer answers with it without reading it back."""
         return self._recent[resource].get(seq)
 
+    def projects_appends(self, resource: str) -> bool:
+        """Whether a store may project ``resource``'s immediate writes in their append's
+        transaction: not when views must see the change (they fold in a step)."""
+        return not self._views_of.get(resource)
+
+    def advanced(self, resource: str, checkpoint: Checkpoint) -> None:
+        """The store projected up to ``checkpoint`` in an append's transaction."""
+        done = self._done.get(resource)
+        if done is None or done.seq < checkpoint.seq:
+            self._done[resource] = checkpoint
+
     async def sync(self, resource: str, seq: int) -> None:
         """Return once the events up to ``seq`` are projected (read-your-writes)."""
         done = self._done.get(resource)

@@ -39,6 +39,7 @@ __all__ = [
     "HistoryWrite",
     "IndexSpec",
     "ProjectionBatch",
+    "Tip",
     "ViewWrite",
     "believed",
 ]
@@ -80,10 +81,25 @@ def believed(row: Document, toa: int, known_at: int) -> bool:
 
 
 class Appended(msgspec.Struct, frozen=True):
-    """The events an append recorded; ``replayed`` when an idempotency key matched."""
+    """The events an append recorded; ``replayed`` when an idempotency key matched;
+    ``projected`` when the store projected them in the append's transaction."""
 
     events: list[Event]
     replayed: bool = False
+    projected: bool = False
+
+
+class Tip(msgspec.Struct, frozen=True):
+    """What an immediate write decided: the document's state after it (``data``
+    ``None``: deleted) at revision ``rev``, on top of its last history row
+    ``prior_rev`` (0: none). The write comes after every event of the document,
+    so a store may project it in the append's transaction: one commit for the
+    log, history, master row and checkpoint, no projector step after it."""
+
+    id: str
+    data: dict[str, Any] | None
+    rev: int
+    prior_rev: int
 
 
 class Guard(msgspec.Struct, frozen=True):
@@ -210,6 +226,7 @@ class EventStore(Protocol):
         idempotency_key: str | None = None,
         fingerprint: str | None = None,
         guards: Sequence[Guard] = (),
+        tips: Sequence[Tip] = (),
     ) -> Appended:
         """Append ``drafts`` atomically and durably; return them as recorded events.
 
@@ -229,6 +246,11 @@ class EventStore(Protocol):
         either is ``None``), else :class:`~eventdocs.errors.KeyReused` is
         raised. A new key is stored with its fingerprint in the append's
         transaction, so concurrent first uses are resolved by the store.
+
+        ``tips`` (one per draft, all immediate writes) let a store that can
+        project them in the same transaction when the projection is caught up
+        and nothing came due meanwhile; it says so with ``projected``. Others
+        ignore them: the projector projects the events as always.
         """
         ...
 

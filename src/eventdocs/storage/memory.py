@@ -24,6 +24,7 @@ from eventdocs.storage.contract import (
     Head,
     IndexSpec,
     ProjectionBatch,
+    Tip,
     believed,
 )
 from eventdocs.storage.loading import load_in_chunks
@@ -112,6 +113,7 @@ class MemoryStore:
         idempotency_key: str | None = None,
         fingerprint: str | None = None,
         guards: Sequence[Guard] = (),
+        tips: Sequence[Tip] = (),  # projected by the projector, as always
     ) -> Appended:
         res = self._res(resource)
         async with self._lock:

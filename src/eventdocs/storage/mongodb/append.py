@@ -56,7 +56,7 @@ from eventdocs.errors import (
     StoreUnavailable,
 )
 from eventdocs.events import Draft, Event
-from eventdocs.storage.contract import Appended, Guard
+from eventdocs.storage.contract import Appended, Guard, Tip
 from eventdocs.storage.mongodb.base import MIN_TIME, wall
 from eventdocs.storage.mongodb.codec import Doc, event_doc, event_of
 from eventdocs.storage.mongodb.errors import boundary, duplicate_of, is_duplicate, translate
@@ -140,6 +140,7 @@ class Appends(HighWater):
         idempotency_key: str | None = None,
         fingerprint: str | None = None,
         guards: Sequence[Guard] = (),
+        tips: Sequence[Tip] = (),  # projected by the projector, as always
     ) -> Appended:
         self._writable()
         r = await self._res(resource)

@@ -136,6 +136,7 @@ class _Sql:
             f" AND rev = (SELECT max(rev) FROM {h} WHERE id = ?1 AND rev < ?2)"
         )
         self.put_history = f"INSERT INTO {h} ({_HDOC}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        self.end_row = f"UPDATE {h} SET valid_to = ?, end_known = ? WHERE id = ? AND rev = ?"
         self.drop_closed = f'DELETE FROM "{r}_superseded" WHERE id = ?'
         self.put_closed = (
             f'INSERT INTO "{r}_superseded" ({_HDOC}, known_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'

@@ -37,6 +37,7 @@ from eventdocs.storage.contract import (
     Head,
     IndexSpec,
     ProjectionBatch,
+    Tip,
 )
 from eventdocs.storage.loading import check_cancel, check_next
 from eventdocs.storage.sqlite.compile import _compile, _operand, _sql_decimal, _sql_lower
@@ -303,12 +304,13 @@ class SQLiteStore:
         idempotency_key: str | None = None,
         fingerprint: str | None = None,
         guards: Sequence[Guard] = (),
+        tips: Sequence[Tip] = (),
     ) -> Appended:
         self._res(resource)
         if self._writer is None:
             raise StorageError("the store is not open")
         loop = asyncio.get_running_loop()
-        job = _Append(loop, resource, list(drafts), idempotency_key, fingerprint, guards)
+        job = _Append(loop, resource, list(drafts), idempotency_key, fingerprint, guards, tips)
         self._writer.queue.put(job)
         result: Appended = await job.future
         return result

@@ -21,8 +21,14 @@ from typing import Any
 
 from eventdocs.errors import KeyReused, LimitExceeded, Stale
 from eventdocs.events import Cancel, Draft, Event, decode_event, encode_event
-from eventdocs.storage.contract import Appended, Guard
-from eventdocs.storage.sqlite.schema import _MIN_TIME, _encode, _Sql, _storage_error
+from eventdocs.storage.contract import Appended, Guard, Tip
+from eventdocs.storage.sqlite.schema import (
+    _MIN_TIME,
+    _checkpoint,
+    _encode,
+    _Sql,
+    _storage_error,
+)
 from eventdocs.times import MAX_TIME, Clock
 
 
@@ -39,7 +45,7 @@ class _Job:
 
 
 class _Append(_Job):
-    __slots__ = ("drafts", "fingerprint", "guards", "key", "resource")
+    __slots__ = ("drafts", "fingerprint", "guards", "key", "resource", "tips")
 
     def __init__(
         self,
@@ -49,10 +55,11 @@ class _Append(_Job):
         key: str | None,
         fingerprint: str | None,
         guards: Sequence[Guard],
+        tips: Sequence[Tip] = (),
     ) -> None:
         super().__init__(loop)
         self.resource, self.drafts, self.key = resource, drafts, key
-        self.fingerprint, self.guards = fingerprint, guards
+        self.fingerprint, self.guards, self.tips = fingerprint, guards, tips
 
 
 class _Call(_Job):
@@ -224,6 +231,9 @@ class _Writer:
         precedes a projection step this thread wrote before it.
         """
         tails: dict[str, tuple[int, int]] = {}
+        starts: dict[str, int] = {}  # per resource, the last seq before this group
+        tipped: dict[str, list[tuple[_Append, list[Event]]]] = {}
+        untipped: set[str] = set()  # an append without tips: the projector takes them
         rows: dict[str, list[Any]] = {}
         keys: list[tuple[str, str, str, str | None]] = []
         seen: dict[tuple[str, str], tuple[list[Event], str | None]] = {}
@@ -260,6 +270,7 @@ class _Writer:
                 )
                 continue
             events = []
+            starts.setdefault(r, seq)
             out = rows.get(r) or rows.setdefault(r, [])
             for d in job.drafts:
                 seq += 1
@@ -278,6 +289,10 @@ class _Writer:
                     (r, job.key, _encode([e.seq for e in events]).decode(), job.fingerprint)
                 )
             job.result = Appended(events)
+            if len(job.tips) == len(events):
+                tipped.setdefault(r, []).append((job, events))
+            else:
+                untipped.add(r)
         for r, params in rows.items():
             # One multi-row INSERT per chunk: one step, one GIL release, not one per row.
             for i in range(0, len(params), 7 * 500):
@@ -285,7 +300,58 @@ class _Writer:
                 conn.execute(self.insert(r, len(chunk) // 7), chunk)
         if keys:
             conn.executemany("INSERT INTO eventdocs_keys VALUES (?, ?, ?, ?)", keys)
+        for r, jobs in tipped.items():
+            if r not in untipped and self.project(conn, r, starts[r], jobs):
+                for job, events in jobs:
+                    job.result = Appended(events, projected=True)
         return tails
+
+    def project(
+        self, conn: sqlite3.Connection, r: str, start: int, jobs: list[tuple[_Append, list[Event]]]
+    ) -> bool:
+        """Project immediate writes in their append's transaction: one commit, no step.
+
+        Only when the projection had reached the log's end before this group,
+        nothing came due since its valid time, and each document comes once:
+        then every write is after everything its document had, so it adds one
+        history row (believed from its ``recorded_at``), ends the row before it
+        and sets the master row, as the projector would, and the checkpoint
+        moves to the group's last event. Otherwise the projector does it.
+        """
+        sql = self.sql(r)
+        pairs = [(tip, e) for job, events in jobs for tip, e in zip(job.tips, events, strict=True)]
+        if len({e.id for _, e in pairs}) != len(pairs) or any(
+            e.toa != e.recorded_at or tip.id != e.id for tip, e in pairs
+        ):
+            return False
+        stored = _checkpoint(conn, r)
+        last = pairs[-1][1]
+        if stored.seq != start:
+            return False
+        due = conn.execute(sql.next_toa, (stored.toa, MAX_TIME, stored.seq)).fetchone()[0]
+        if due is not None and due <= last.recorded_at:
+            return False
+        conn.executemany(
+            sql.end_row,
+            [(e.toa, e.recorded_at, e.id, tip.prior_rev) for tip, e in pairs if tip.prior_rev],
+        )
+        docs = [
+            (tip, e, None if tip.data is None else _encode(tip.data).decode()) for tip, e in pairs
+        ]
+        conn.executemany(
+            sql.put_history,
+            [(e.id, doc, tip.rev, e.toa, e.seq, None, e.recorded_at, None) for tip, e, doc in docs],
+        )
+        conn.executemany(
+            sql.upsert,
+            [(e.id, doc, tip.rev, e.toa, e.seq, None) for tip, e, doc in docs if doc is not None],
+        )
+        conn.executemany(sql.delete, [(e.id,) for tip, e, doc in docs if doc is None])
+        conn.execute(
+            "INSERT OR REPLACE INTO eventdocs_checkpoints VALUES (?, ?, ?)",
+            (r, last.seq, max(stored.toa, last.recorded_at)),
+        )
+        return True
 
     def holds(
         self,
