@@ -3,6 +3,7 @@ scheduled writes, conditional writes, reverts and cancels over a few documents."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import strategies as st
@@ -23,11 +24,15 @@ step = st.tuples(
 )
 
 
-def log_of(steps: list[tuple[Any, ...]]) -> list[Event]:
-    """Events as a store records them: seqs from 1, recorded one second apart."""
+def log_of(steps: list[tuple[Any, ...]], same: Sequence[bool] = ()) -> list[Event]:
+    """Events as a store records them: seqs from 1, recorded one second apart, or
+    at the instant of the one before where ``same`` says so (a clock that did not
+    move between two appends)."""
     events: list[Event] = []
+    recorded = START
     for seq, (doc, action, offset, expect, pick, author) in enumerate(steps, 1):
-        recorded = START + seq * SECOND
+        if not (seq - 1 < len(same) and same[seq - 1] and events):
+            recorded = START + seq * SECOND
         common: dict[str, Any] = {
             "seq": seq,
             "resource": "post",

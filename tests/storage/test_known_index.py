@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from eventdocs.events import Event
 from eventdocs.fold import fold
 from eventdocs.projections.projector import Projector
+from eventdocs.projections.replay import verify
 from eventdocs.query import Query, SortKey
 from logs import IDS, SECOND, START, log_of, step
 from stores import BACKENDS, Clock, dispose, make_store
@@ -35,8 +36,10 @@ def _times(events: list[Event]) -> tuple[list[int], list[int]]:
     return known, valid
 
 
-async def _check(backend: str, steps: list[tuple[Any, ...]], cuts: list[int], each: bool) -> None:
-    log = log_of(steps)
+async def _check(
+    backend: str, steps: list[tuple[Any, ...]], cuts: list[int], each: bool, same: list[bool]
+) -> None:
+    log = log_of(steps, same)
     clock = Clock(START)
     store = await make_store(backend, Path(tempfile.mkdtemp()), clock)
     try:
@@ -48,6 +51,9 @@ async def _check(backend: str, steps: list[tuple[Any, ...]], cuts: list[int], ea
             await store.load("post", log[lo:hi])
             clock.set(log[hi - 1].recorded_at)
             await projector.project("post")
+        # However the steps fell (instants shared by two appends included), the
+        # recording intervals are those of the log taken in at once.
+        assert await verify(store, ["post"]) == []
         known, valid = _times(log)
         for known_at in known:
             recorded = [e for e in log if e.recorded_at <= known_at]
@@ -81,8 +87,15 @@ def test_known_at_reads_through_the_store_are_the_fold(backend: str) -> None:
         st.lists(step, min_size=1, max_size=25),
         st.lists(st.integers(1, 24), max_size=3),
         st.booleans(),
+        st.lists(st.booleans(), max_size=25),
     )
-    def run(steps: list[tuple[Any, ...]], cuts: list[int], each: bool) -> None:
-        asyncio.run(_check(backend, steps, cuts, each))
+    # A delete scheduled, then cancelled at the same instant, projected between them.
+    @example(
+        steps=[(0, "create", 0, None, 0, "ann"), (0, "delete", 1, None, 0, None),
+               (0, "cancel", 0, None, 1, None)],
+        cuts=[], each=True, same=[False, False, True],
+    )  # fmt: skip
+    def run(steps: list[tuple[Any, ...]], cuts: list[int], each: bool, same: list[bool]) -> None:
+        asyncio.run(_check(backend, steps, cuts, each, same))
 
     run()

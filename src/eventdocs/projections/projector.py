@@ -223,12 +223,7 @@ class Projector:
             new.sort(key=order_key)
             head = heads.get(doc_id)
             tail = tails.get(doc_id)
-            if split is not None and any(e.recorded_at == split for e in new):
-                write = await self._rewrite(resource, doc_id, new_seq)
-                history.append(write)
-                master[doc_id] = _master(in_effect(write.rows, now))
-                lookup.discard(doc_id)
-            elif (head is None or order_key(new[0]) > head) and not any(
+            if (head is None or order_key(new[0]) > head) and not any(
                 isinstance(e, Cancel) for e in new
             ):
                 # After everything the document had: its rows are appended (and the
@@ -248,7 +243,10 @@ class Projector:
                     master[doc_id] = _master(current)
                     lookup.discard(doc_id)
             else:
-                refolded = await self._refold(resource, doc_id, new, checkpoint.seq, new_seq)
+                shared = split if any(e.recorded_at == split for e in new) else None
+                refolded = await self._refold(
+                    resource, doc_id, new, checkpoint.seq, new_seq, shared=shared
+                )
                 if refolded is None:
                     continue
                 write, start = refolded
@@ -286,8 +284,7 @@ class Projector:
 
         Two appends may share a ``recorded_at`` (the clock did not move), and a
         step may have taken in the first before the second came. The history's
-        recording intervals must not depend on that, so the documents written at
-        that instant are folded again whole (:meth:`_rewrite`), as a rebuild does.
+        recording intervals must not depend on that (see :meth:`_refold`).
         """
         if not events or not checkpoint.seq:
             return None
@@ -305,7 +302,14 @@ class Projector:
         return HistoryWrite(doc_id, 1, timeline.rows, timeline.closed, replace_closed=True)
 
     async def _refold(
-        self, resource: str, doc_id: str, new: list[Event], old_seq: int, new_seq: int
+        self,
+        resource: str,
+        doc_id: str,
+        new: list[Event],
+        old_seq: int,
+        new_seq: int,
+        *,
+        shared: int | None = None,
     ) -> tuple[HistoryWrite, int] | None:
         """Re-fold a document from the first point a backdated write or a cancel
         changes: the history row before it stays, and only the events and rows
@@ -317,6 +321,11 @@ class Projector:
         history write (from the row kept before, which it may end anew) and the
         TOA it starts at, or ``None`` when nothing changes (a cancel of no write
         of this document).
+
+        ``shared`` is the recording instant the new events share with the last
+        step's. When that step already changed this document's rows at that
+        instant, the document is folded again whole instead (:meth:`_rewrite`),
+        so the rows are those of the instant taken in at once.
         """
         store = self.store
         starts = [order_key(e) for e in new if not isinstance(e, Cancel)]
@@ -334,6 +343,10 @@ class Projector:
             for r in await store.history_span(resource, doc_id, start=toa, end=MAX_TIME)
             if r.rev > after_rev
         ]
+        if shared is not None and any(
+            shared in (r.known_from, r.end_known) for r in [*([before] if before else []), *rows]
+        ):
+            return await self._rewrite(resource, doc_id, new_seq), toa
         writes = [
             e
             for e in await store.read_from(resource, doc_id, toa=toa, seq=seq)

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS "{r}_superseded" (
     valid_to INTEGER, doc TEXT, known_from INTEGER NOT NULL, end_known INTEGER,
     known_to INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS "{r}_superseded_at" ON "{r}_superseded" (id, updated, seq);
+CREATE INDEX IF NOT EXISTS "{r}_superseded_to" ON "{r}_superseded" (known_to);
 INSERT OR IGNORE INTO eventdocs_resources (name) VALUES ('{r}');
 """
 _DOC = "id, doc, rev, updated, seq, valid_to"
@@ -203,6 +204,10 @@ class _Sql:
         self.master_from = f'FROM "{r}" WHERE 1'
         self.alive_from = f"FROM {h} WHERE {_ALIVE}"
         believed = _BELIEVED.format(t=1, k=2)
+        self.known_current = f"FROM {h} WHERE {believed} AND doc IS NOT NULL"
+        self.closed_at = (
+            f'SELECT 1 FROM "{r}_superseded" WHERE known_to > ?1 AND known_from <= ?1 LIMIT 1'
+        )
         self.known_from = (
             f"FROM (SELECT {_DOC} FROM {h} WHERE {believed}"
             f' UNION ALL SELECT {_DOC} FROM "{r}_superseded" WHERE known_to > ?2 AND {believed})'
