@@ -291,3 +291,35 @@ async def test_a_tip_after_a_write_came_due_leaves_both_to_the_projector(tmp_pat
         assert {d.id for d in await store.scan("post")} == {"a", "b"}
     finally:
         await store.close()
+
+
+async def test_a_history_written_before_recording_intervals_is_rebuilt_with_them(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock()
+    path = tmp_path / "old.db"
+    store = SQLiteStore(path, clock=clock)
+    await store.open()
+    await store.ensure_resource("post")
+    await store.append("post", [create("a", title="x")])
+    clock.advance(10)
+    await store.append("post", [Draft(action="update", id="a", body={"title": "y"})])
+    await Projector(store, clock).project("post")
+    await store.close()
+    with sqlite3.connect(path) as conn:  # the tables as an older eventdocs wrote them
+        conn.execute('DROP INDEX "post_history_ahead"')
+        conn.execute('DROP TABLE "post_superseded"')
+        conn.execute("ALTER TABLE post_history DROP COLUMN known_from")
+        conn.execute("ALTER TABLE post_history DROP COLUMN end_known")
+    store = SQLiteStore(path, clock=clock)
+    await store.open()
+    try:
+        await store.ensure_resource("post")
+        assert await store.read_checkpoint("post") == Checkpoint()  # to be rebuilt
+        await Projector(store, clock).project("post")
+        assert await verify(store, ["post"]) == []
+        before = clock.now() - 5
+        row = await store.history_known("post", "a", toa=clock.now(), known_at=before)
+        assert row is not None and row.data == {"title": "x"}
+    finally:
+        await store.close()

@@ -133,6 +133,7 @@ async def _deep_document(work: Path, sizes: Sequence[int], run: ScalingRun) -> N
 
             async def cancel(docs: Documents = docs) -> None:
                 result = await docs.update("deep", {"n": 4}, toa=clock.now() + 60 * _SECOND)
+                clock.advance(1000)  # the cancel is another request
                 await docs.cancel(result.event.seq)
 
             costs.setdefault("scheduled put + cancel", {})[n] = await _p50(cancel, 10, clock)

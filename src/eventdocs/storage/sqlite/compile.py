@@ -188,8 +188,17 @@ def _order(keys: Sequence[SortKey]) -> str:
     return ", ".join([*terms, "id"])
 
 
-def _compile(source: str, query: Query, params: list[Any]) -> tuple[str, str]:
-    """The COUNT and the page statements of ``query`` over ``source`` (``FROM … WHERE …``)."""
-    body = " AND ".join([source, *(_filter(f, params) for f in query.filters)])
-    page = f"SELECT {_DOC} {body} ORDER BY {_order(query.sort)} LIMIT ? OFFSET ?"
-    return f"SELECT count(*) {body}", page
+def _compile(source: str | Sequence[str], query: Query, params: list[Any]) -> tuple[str, str]:
+    """The COUNT and the page statements of ``query`` over ``source`` (``FROM … WHERE …``),
+    or over the union of several such sources (disjoint), each filtered on its own so
+    each can use its indexes."""
+    sources = [source] if isinstance(source, str) else list(source)
+    bodies = [" AND ".join([s, *(_filter(f, params) for f in query.filters)]) for s in sources]
+    if len(bodies) == 1:
+        (body,) = bodies
+        page = f"SELECT {_DOC} {body} ORDER BY {_order(query.sort)} LIMIT ? OFFSET ?"
+        return f"SELECT count(*) {body}", page
+    union = " UNION ALL ".join(f"SELECT {_DOC} {body}" for body in bodies)
+    page = f"SELECT {_DOC} FROM ({union}) ORDER BY {_order(query.sort)} LIMIT ? OFFSET ?"
+    count = " + ".join(f"(SELECT count(*) {body})" for body in bodies)
+    return f"SELECT {count}", page

@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS "{r}_history" (
     doc TEXT, known_from INTEGER NOT NULL DEFAULT 0, end_known INTEGER,
     PRIMARY KEY (id, rev)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS "{r}_history_at" ON "{r}_history" (id, updated, seq);
+CREATE INDEX IF NOT EXISTS "{r}_history_ahead" ON "{r}_history" (updated)
+    WHERE known_from < updated;
 CREATE TABLE IF NOT EXISTS "{r}_superseded" (
     id TEXT NOT NULL, rev INTEGER NOT NULL, updated INTEGER NOT NULL, seq INTEGER NOT NULL,
     valid_to INTEGER, doc TEXT, known_from INTEGER NOT NULL, end_known INTEGER,
@@ -204,7 +206,14 @@ class _Sql:
         self.master_from = f'FROM "{r}" WHERE 1'
         self.alive_from = f"FROM {h} WHERE {_ALIVE}"
         believed = _BELIEVED.format(t=1, k=2)
-        self.known_current = f"FROM {h} WHERE {believed} AND doc IS NOT NULL"
+        # Rows in effect by known_at (a seek on the field's valid-time index, as for
+        # as_of), and rows recorded by known_at that took effect after it: scheduled
+        # ones, few, in a partial index of their own.
+        self.known_current = (
+            f"FROM {h} WHERE updated <= min(?1, ?2) AND {believed} AND doc IS NOT NULL",
+            f'FROM {h} INDEXED BY "{r}_history_ahead" WHERE known_from < updated'
+            f" AND updated > ?2 AND {believed} AND doc IS NOT NULL",
+        )
         self.closed_at = (
             f'SELECT 1 FROM "{r}_superseded" WHERE known_to > ?1 AND known_from <= ?1 LIMIT 1'
         )
@@ -264,7 +273,7 @@ def upgrade_history(conn: sqlite3.Connection, r: str) -> None:
     """A history written before it carried recording intervals gets the columns, and
     the resource's checkpoint goes back to zero: its first projection rebuilds it."""
     columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{r}_history")')}
-    if "known_from" not in columns:
+    if columns and "known_from" not in columns:
         conn.execute(f'ALTER TABLE "{r}_history" ADD COLUMN known_from INTEGER NOT NULL DEFAULT 0')
         conn.execute(f'ALTER TABLE "{r}_history" ADD COLUMN end_known INTEGER')
         conn.execute("DELETE FROM eventdocs_checkpoints WHERE resource = ?", (r,))

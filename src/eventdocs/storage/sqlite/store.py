@@ -286,8 +286,8 @@ class SQLiteStore:
             self._sql[r] = _Sql(r)
 
         def run(conn: sqlite3.Connection) -> None:
+            upgrade_history(conn, r)  # first: the script indexes the new columns
             _run_script(script, conn)
-            upgrade_history(conn, r)
 
         await self._call(run, after)
 
@@ -572,7 +572,7 @@ class SQLiteStore:
 
     async def _query(
         self,
-        source: str,
+        source: str | Sequence[str],
         query: Query,
         params: list[Any],
         *,
