@@ -151,6 +151,11 @@ async def test_heads_and_guards_decide_appends(store: EventStore, clock: ManualC
             "post", [update("a", n=4), update("b", n=4)], guards=[Guard("a", 4), Guard("b", 1)]
         )
     assert await store.last_seq("post") == 4
+    # A write cancelled before its TOA is no next write; a later one is.
+    now = clock.now()
+    await store.append("post", [update("a", toa=now + 50, n=9), update("a", toa=now + 70, n=8)])
+    await store.append("post", [cancel("a", 5)])
+    assert await store.read_head("post", "a", after_toa=now) == Head(7, now + 70)
 
 
 async def test_concurrent_guarded_appends_on_one_head_let_one_through(store: EventStore) -> None:

@@ -286,7 +286,8 @@ class EventStore(Protocol):
 
     async def read_head(self, resource: str, id: str, *, after_toa: int) -> Head:
         """Document ``id``'s latest seq and the smallest TOA ``> after_toa`` of its
-        writes (cancelled or not): an index seek, whatever the history's length."""
+        writes not cancelled (a cancel recorded before their TOA): index seeks,
+        whatever the history's length."""
         ...
 
     async def read_log(self, resource: str, *, after: int = 0, limit: int = 1000) -> list[Event]:

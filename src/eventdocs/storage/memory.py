@@ -175,7 +175,17 @@ class MemoryStore:
 
     async def read_head(self, resource: str, id: str, *, after_toa: int) -> Head:
         events = [e for e in self._res(resource).log if e.id == id]
-        later = [e.toa for e in events if not isinstance(e, Cancel) and e.toa > after_toa]
+        by_seq = {e.seq: e for e in events}
+        cancelled = {
+            e.target
+            for e in events
+            if isinstance(e, Cancel) and e.target in by_seq and by_seq[e.target].toa > e.toa
+        }
+        later = [
+            e.toa
+            for e in events
+            if not isinstance(e, Cancel) and e.toa > after_toa and e.seq not in cancelled
+        ]
         return Head(events[-1].seq if events else 0, min(later, default=None))
 
     async def read_log(self, resource: str, *, after: int = 0, limit: int = 1000) -> list[Event]:

@@ -147,8 +147,13 @@ class LogReads(HighWater):
         if last is None:
             return Head()
         later = {**live, "toa": {"$gt": after_toa}, "action": {"$ne": "cancel"}}
-        nxt = await log.find_one(later, {"toa": 1}, sort=[("toa", 1), ("_id", 1)])
-        return Head(int(last["_id"]), None if nxt is None else int(nxt["toa"]))
+        cursor = log.find(later, {"toa": 1}, sort=[("toa", 1), ("_id", 1)])
+        async for write in cursor:  # the first not cancelled before it took effect
+            cancels = {**live, "action": "cancel", "target": write["_id"]}
+            if await log.find_one({**cancels, "toa": {"$lt": write["toa"]}}, {"_id": 1}) is None:
+                await cursor.close()
+                return Head(int(last["_id"]), int(write["toa"]))
+        return Head(int(last["_id"]), None)
 
     @boundary
     async def read_heads(

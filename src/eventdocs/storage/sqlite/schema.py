@@ -104,8 +104,11 @@ class _Sql:
         self.last_seq = f"SELECT coalesce(max(seq), 0) FROM {log}"
         # What a write is decided on: one index seek each, however long the history.
         self.head = f"SELECT seq FROM {log} WHERE id = ? ORDER BY seq DESC LIMIT 1"
+        # The next write that takes effect: a cancelled one never does.
         self.next_write = (
-            f"SELECT min(toa) FROM {log} WHERE id = ? AND toa > ? AND action != 'cancel'"
+            f"SELECT min(e.toa) FROM {log} AS e WHERE e.id = ?1 AND e.toa > ?2"
+            " AND e.action != 'cancel' AND NOT EXISTS (SELECT 1 FROM"
+            f" {log} AS c WHERE c.target = e.seq AND c.id = e.id AND c.toa < e.toa)"
         )
         # An event the projection step did not see, recorded within the time it projects.
         self.unseen = f"SELECT 1 FROM {log} WHERE seq > ? AND recorded_at > ? AND recorded_at <= ?"
