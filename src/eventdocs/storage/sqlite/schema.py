@@ -108,7 +108,8 @@ class _Sql:
         self.next_write = (
             f"SELECT min(e.toa) FROM {log} AS e WHERE e.id = ?1 AND e.toa > ?2"
             " AND e.action != 'cancel' AND NOT EXISTS (SELECT 1 FROM"
-            f" {log} AS c WHERE c.target = e.seq AND c.id = e.id AND c.toa < e.toa)"
+            f' {log} AS c INDEXED BY "{r}_revisions_target"'
+            " WHERE c.target = e.seq AND c.id = e.id AND c.toa < e.toa)"
         )
         # An event the projection step did not see, recorded within the time it projects.
         self.unseen = f"SELECT 1 FROM {log} WHERE seq > ? AND recorded_at > ? AND recorded_at <= ?"
