@@ -196,6 +196,11 @@ def main() -> None:
     parser.add_argument(
         "--cli", action="store_true", help="start `eventdocs serve` instead of the module"
     )
+    parser.add_argument(
+        "--no-views",
+        action="store_true",
+        help="serve blog.json without its view: creates take the one-commit path",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="eventdocs-bench-") as tmp:
@@ -206,9 +211,15 @@ def main() -> None:
             if args.cli
             else [sys.executable, "-m", "eventdocs.http.serve"]
         )
+        target = ROOT / "examples" / "blog.json"
+        if args.no_views:  # a view folds in a projector step; without one, in the append
+            declared = json.loads(target.read_text())
+            declared.pop("views", None)
+            target = work / "blog_without_views.json"
+            target.write_text(json.dumps(declared))
         apps = {
             "bare": [sys.executable, str(ROOT / "benchmarks" / "bare_app.py")],
-            "eventdocs": [*serve, str(ROOT / "examples" / "blog.json"), "--store", store],
+            "eventdocs": [*serve, str(target), "--store", store],
         }
         results: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in apps}
         with contextlib.ExitStack() as stack:
@@ -230,6 +241,7 @@ def main() -> None:
         "connections": args.connections,
         "duration_s": args.duration,
         "backend": args.backend,
+        "views": not args.no_views,
         "results": results,
         "ratios": ratios,
         "targets": TARGETS,

@@ -174,10 +174,12 @@ class _Sql:
         # replaced since is in the (mostly empty) superseded table.
         believed = _BELIEVED.format(t=2, k=3)
         self.history_known = (
-            f"SELECT * FROM (SELECT {_HDOC} FROM {h} WHERE id = ?1 AND {believed}"
-            " ORDER BY updated DESC, seq DESC LIMIT 1)"
-            f' UNION ALL SELECT * FROM (SELECT {_HDOC} FROM "{r}_superseded" WHERE id = ?1'
-            f" AND known_to > ?3 AND {believed} ORDER BY updated DESC, seq DESC LIMIT 1)"
+            f"SELECT {_HDOC} FROM {h} WHERE id = ?1 AND {believed}"
+            " ORDER BY updated DESC, seq DESC LIMIT 1"
+        )
+        self.closed_known = (
+            f'SELECT {_HDOC} FROM "{r}_superseded" WHERE id = ?1'
+            f" AND known_to > ?3 AND {believed} ORDER BY updated DESC, seq DESC LIMIT 1"
         )
         self.scan_history = f"SELECT {_HDOC} FROM {h} WHERE id > ? ORDER BY id, rev LIMIT ?"
         # A document's events in valid-time order, from the (id, toa) index (seq is the

@@ -630,7 +630,10 @@ class SQLiteStore:
     async def history_known(
         self, resource: str, id: str, *, toa: int, known_at: int
     ) -> Document | None:
-        rows = self._rows(self._res(resource).history_known, (id, toa, known_at))
+        # One row is believed at (known_at, toa), if any: in the history, or else
+        # among the (few) rows a correction closed since.
+        sql, params = self._res(resource), (id, toa, known_at)
+        rows = self._rows(sql.history_known, params) or self._rows(sql.closed_known, params)
         return _document(rows[0]) if rows else None
 
     async def query_known(
