@@ -220,6 +220,10 @@ class _Sql:
             f'FROM {h} INDEXED BY "{r}_history_ahead" WHERE known_from < updated'
             f" AND updated > ?2 AND {believed} AND doc IS NOT NULL",
         )
+        self.ahead_at = (
+            f'SELECT 1 FROM {h} INDEXED BY "{r}_history_ahead" WHERE known_from < updated'
+            " AND updated > ?1 AND known_from <= ?1 LIMIT 1"
+        )
         self.closed_at = (
             f'SELECT 1 FROM "{r}_superseded" WHERE known_to > ?1 AND known_from <= ?1 LIMIT 1'
         )

@@ -576,23 +576,28 @@ class SQLiteStore:
         query: Query,
         params: list[Any],
         *,
-        unless: tuple[str, tuple[Any, ...], str] | None = None,
+        unless: Sequence[tuple[str, tuple[Any, ...], str | Sequence[str]]] = (),
     ) -> tuple[int, list[Document]]:
         """The total and the page of ``query`` over ``source``; with ``unless``
-        (a test, its parameters, another source), over the other source when the
-        test finds a row, decided in the same snapshot as the query."""
+        (tests, their parameters, other sources), over the source of the first
+        test that finds a row, decided in the same snapshot as the query."""
+        compiled = [
+            (test, args, _compile(other, query, bound := list(params)), bound)
+            for test, args, other in unless
+        ]
         plain = _compile(source, query, first := list(params))
-        other = None if unless is None else _compile(unless[2], query, second := list(params))
         if self._readers is None:
             raise StorageError("the store is not open")
 
         def read(conn: sqlite3.Connection) -> tuple[int, list[Any]]:
             try:
-                conn.execute("BEGIN")  # one snapshot for the test, the total and the page
+                conn.execute("BEGIN")  # one snapshot for the tests, the total and the page
                 try:
                     (count, page), bound = plain, first
-                    if other is not None and unless and conn.execute(*unless[:2]).fetchone():
-                        (count, page), bound = other, second
+                    for test, args, statements, values in compiled:
+                        if conn.execute(test, args).fetchone():
+                            (count, page), bound = statements, values
+                            break
                     total = conn.execute(count, bound).fetchone()[0]
                     rows = conn.execute(page, [*bound, query.limit, query.offset])
                     return total, _capped(rows, query.max_bytes)
@@ -639,14 +644,18 @@ class SQLiteStore:
     async def query_known(
         self, resource: str, query: Query, *, toa: int, known_at: int
     ) -> tuple[int, list[Document]]:
-        # Closed rows believed at known_at are rare (a correction since): without
-        # any, the history alone answers, as for as_of.
+        # Closed rows believed at known_at are rare (a correction since), and so are
+        # rows recorded by known_at that took effect after it (scheduled): without
+        # them the history's rows in effect by known_at answer, a seek as for as_of.
         sql = self._res(resource)
         return await self._query(
-            sql.known_current,
+            sql.known_current[0],
             query,
             [toa, known_at],
-            unless=(sql.closed_at, (known_at,), sql.known_from),
+            unless=(
+                (sql.closed_at, (known_at,), sql.known_from),
+                (sql.ahead_at, (known_at,), sql.known_current),
+            ),
         )
 
     async def scan_history(
