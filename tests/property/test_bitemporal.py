@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from eventdocs.events import Event
 from eventdocs.fold import fold
-from eventdocs.projections.bitemporal import believed, document_timeline
-from eventdocs.storage.contract import Document
+from eventdocs.projections.bitemporal import document_timeline
+from eventdocs.storage.contract import Document, believed
 from logs import IDS, SECOND, START, log_of, step
 
 

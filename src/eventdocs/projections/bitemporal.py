@@ -32,9 +32,9 @@ import msgspec
 
 from eventdocs.events import Cancel, Event
 from eventdocs.fold import MISSING, DocState, cancelled_targets, order_key, step
-from eventdocs.storage.contract import Document, believed
+from eventdocs.storage.contract import Document
 
-__all__ = ["Timeline", "believed", "document_timeline"]
+__all__ = ["Timeline", "document_timeline", "groups"]
 
 _replace = msgspec.structs.replace
 

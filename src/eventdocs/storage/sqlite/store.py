@@ -39,9 +39,10 @@ from eventdocs.storage.contract import (
     ProjectionBatch,
     Tip,
 )
-from eventdocs.storage.loading import check_cancel, check_next
 from eventdocs.storage.sqlite.compile import _compile, _operand, _sql_decimal, _sql_lower
+from eventdocs.storage.sqlite.imports import load_log
 from eventdocs.storage.sqlite.owner import Ownership, claim
+from eventdocs.storage.sqlite.projection import write_batch
 from eventdocs.storage.sqlite.readers import Readers
 from eventdocs.storage.sqlite.rebuild import drop_leftovers, rebuild
 from eventdocs.storage.sqlite.schema import (
@@ -335,53 +336,12 @@ class SQLiteStore:
         await self._call(run, sync="FULL")
 
     async def load_stream(self, events: Iterable[Event]) -> dict[str, int]:
-        # One writer call, so one transaction however long the file: a refusal, an
-        # interrupt or a kill -9 part way leaves the store as it was. SQLite spills
-        # the transaction's pages to the WAL, so memory stays bounded.
+        # One writer call, so one transaction (see imports.py).
         writer, stop, created = self._writer, threading.Event(), set[str]()
 
         def run(c: sqlite3.Connection) -> dict[str, int]:
             assert writer is not None
-            counts: dict[str, int] = {}
-            tails: dict[str, tuple[int, int | None]] = {}
-            pending: dict[str, list[tuple[Any, ...]]] = {}
-            sql: dict[str, _Sql] = {}
-
-            def flush(r: str) -> None:
-                if pending.get(r):
-                    c.executemany(sql[r].insert_event, pending.pop(r))
-
-            for e in events:
-                if stop.is_set():
-                    raise InvalidRequest("the import was interrupted; nothing was written")
-                r = e.resource
-                if r not in tails:
-                    if r not in self._sql:
-                        if _RESERVED.search(_name(r, "resource")):
-                            raise DeclarationError(f"resource name {r!r} is reserved")
-                        _run_script(_RESOURCE_SCHEMA.format(r=r).split(";"), c)
-                        created.add(r)
-                    sql[r] = _Sql(r)
-                    writer.tails.pop(r, None)  # appends after this must see these events
-                    writer.pending.pop(r, None)
-                    last, recorded = writer.tail(c, r)
-                    tails[r] = (last, recorded if last else None)
-                check_next(e, *tails[r])
-                if isinstance(e, Cancel):
-                    flush(r)
-                    found = c.execute(sql[r].read_event.replace("data", "id, action"), (e.target,))
-                    check_cancel(e, found.fetchone())
-                target = e.target if isinstance(e, Cancel) else None
-                rows = pending.setdefault(r, [])
-                rows.append((e.seq, e.id, e.action, e.toa, e.recorded_at, target,
-                             encode_event(e).decode()))  # fmt: skip
-                if len(rows) >= 5000:
-                    flush(r)
-                tails[r] = (e.seq, e.recorded_at)
-                counts[r] = counts.get(r, 0) + 1
-            for r in list(pending):
-                flush(r)
-            return counts
+            return load_log(c, writer, events, known=self._sql, created=created, stop=stop)
 
         def after() -> None:
             self._sql.update((r, _Sql(r)) for r in created)
@@ -477,77 +437,7 @@ class SQLiteStore:
         views = [(_name(v, "view"), w) for v, w in batch.views.items()]
 
         def run(c: sqlite3.Connection) -> bool:
-            stored = _checkpoint(c, resource)
-            if not batch.fits(stored):
-                return False
-            cp = batch.checkpoint
-            if c.execute(sql.unseen, (cp.seq, stored.toa, cp.toa)).fetchone():
-                return False
-            writes = batch.history
-            # One executemany per statement, unless a document comes twice: then in order.
-            groups = (
-                [writes] if len({w.id for w in writes}) == len(writes) else [[w] for w in writes]
-            )
-            for group in groups:
-                c.executemany(sql.del_history, [(w.id, w.from_rev) for w in group])
-                c.executemany(
-                    sql.link_history,
-                    [
-                        (w.id, w.from_rev, w.rows[0].updated if w.rows else None)
-                        for w in group
-                        if w.from_rev > 1
-                    ],
-                )
-                c.executemany(
-                    sql.put_history,
-                    [
-                        (
-                            w.id, _json(d.data), d.rev, d.updated, d.seq,
-                            n.updated if n else None, d.known_from, d.end_known,
-                        )
-                        for w in group
-                        for d, n in zip(w.rows, [*w.rows[1:], None], strict=False)
-                    ],
-                )  # fmt: skip
-                c.executemany(sql.drop_closed, [(w.id,) for w in group if w.replace_closed])
-                c.executemany(
-                    sql.put_closed,
-                    [
-                        (
-                            w.id, _json(d.data), d.rev, d.updated, d.seq, d.valid_to,
-                            d.known_from, d.end_known, d.known_to,
-                        )
-                        for w in group
-                        for d in w.closed
-                    ],
-                )  # fmt: skip
-            if batch.due is not None:
-                after_toa, until_toa, max_seq = batch.due
-                c.execute(sql.apply_due, (after_toa, until_toa, max_seq, until_toa))
-                c.execute(sql.drop_due, (after_toa, until_toa, max_seq, until_toa))
-            c.executemany(
-                sql.upsert,
-                [(d.id, _json(d.data), d.rev, d.updated, d.seq, d.valid_to) for d in batch.upserts],
-            )
-            c.executemany(sql.delete, [(doc_id,) for doc_id in batch.deletes])
-            for view, write in views:
-                table = f'"view_{view}"'
-                c.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, obj TEXT)")
-                c.executemany(
-                    f"INSERT OR REPLACE INTO {table} VALUES (?, ?)",
-                    [(k, _json(v)) for k, v in write.puts.items()],
-                )
-                c.executemany(f"DELETE FROM {table} WHERE key = ?", [(k,) for k in write.deletes])
-                c.executemany(
-                    "INSERT OR REPLACE INTO eventdocs_view_checkpoints VALUES (?, ?, ?, ?)",
-                    [(view, r, cp.seq, cp.toa) for r, cp in write.checkpoint.items()],
-                )
-            cp = batch.checkpoint
-            c.execute(
-                "INSERT OR REPLACE INTO eventdocs_checkpoints VALUES (?, ?, ?)",
-                (resource, cp.seq, cp.toa),
-            )
-            return True
+            return write_batch(c, sql, resource, batch, views)
 
         written: bool = await self._call(run, lambda: self._views.update(v for v, _ in views))
         return written

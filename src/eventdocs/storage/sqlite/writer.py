@@ -22,9 +22,9 @@ from typing import Any
 from eventdocs.errors import KeyReused, LimitExceeded, Stale
 from eventdocs.events import Cancel, Draft, Event, decode_event, encode_event
 from eventdocs.storage.contract import Appended, Guard, Tip
+from eventdocs.storage.sqlite.projection import project_tips
 from eventdocs.storage.sqlite.schema import (
     _MIN_TIME,
-    _checkpoint,
     _encode,
     _Sql,
     _storage_error,
@@ -301,57 +301,11 @@ class _Writer:
         if keys:
             conn.executemany("INSERT INTO eventdocs_keys VALUES (?, ?, ?, ?)", keys)
         for r, jobs in tipped.items():
-            if r not in untipped and self.project(conn, r, starts[r], jobs):
+            pairs = [(tip, e) for job, evs in jobs for tip, e in zip(job.tips, evs, strict=True)]
+            if r not in untipped and project_tips(conn, self.sql(r), r, starts[r], pairs):
                 for job, events in jobs:
                     job.result = Appended(events, projected=True)
         return tails
-
-    def project(
-        self, conn: sqlite3.Connection, r: str, start: int, jobs: list[tuple[_Append, list[Event]]]
-    ) -> bool:
-        """Project immediate writes in their append's transaction: one commit, no step.
-
-        Only when the projection had reached the log's end before this group,
-        nothing came due since its valid time, and each document comes once:
-        then every write is after everything its document had, so it adds one
-        history row (believed from its ``recorded_at``), ends the row before it
-        and sets the master row, as the projector would, and the checkpoint
-        moves to the group's last event. Otherwise the projector does it.
-        """
-        sql = self.sql(r)
-        pairs = [(tip, e) for job, events in jobs for tip, e in zip(job.tips, events, strict=True)]
-        if len({e.id for _, e in pairs}) != len(pairs) or any(
-            e.toa != e.recorded_at or tip.id != e.id for tip, e in pairs
-        ):
-            return False
-        stored = _checkpoint(conn, r)
-        last = pairs[-1][1]
-        if stored.seq != start:
-            return False
-        due = conn.execute(sql.next_toa, (stored.toa, MAX_TIME, stored.seq)).fetchone()[0]
-        if due is not None and due <= last.recorded_at:
-            return False
-        conn.executemany(
-            sql.end_row,
-            [(e.toa, e.recorded_at, e.id, tip.prior_rev) for tip, e in pairs if tip.prior_rev],
-        )
-        docs = [
-            (tip, e, None if tip.data is None else _encode(tip.data).decode()) for tip, e in pairs
-        ]
-        conn.executemany(
-            sql.put_history,
-            [(e.id, doc, tip.rev, e.toa, e.seq, None, e.recorded_at, None) for tip, e, doc in docs],
-        )
-        conn.executemany(
-            sql.upsert,
-            [(e.id, doc, tip.rev, e.toa, e.seq, None) for tip, e, doc in docs if doc is not None],
-        )
-        conn.executemany(sql.delete, [(e.id,) for tip, e, doc in docs if doc is None])
-        conn.execute(
-            "INSERT OR REPLACE INTO eventdocs_checkpoints VALUES (?, ?, ?)",
-            (r, last.seq, max(stored.toa, last.recorded_at)),
-        )
-        return True
 
     def holds(
         self,
