@@ -49,6 +49,12 @@ def doc(id: str, rev: int, updated: int, data: dict[str, Any] | None, **kw: Any)
     return Document(id, data, rev, updated, seq=rev, **kw)
 
 
+def linked(rows: list[Document]) -> list[Document]:
+    """``rows`` each valid until the next one's TOA, as the projector writes them."""
+    ends = [r.updated for r in rows[1:]]
+    return [msgspec.structs.replace(r, valid_to=e) for r, e in zip(rows, [*ends, None])]
+
+
 # -- the log ------------------------------------------------------------------------
 
 
@@ -318,8 +324,8 @@ def batch(seq: int, **kw: Any) -> ProjectionBatch:
 
 async def test_projection_writes_history_master_and_checkpoint(store: EventStore) -> None:
     assert await store.read_checkpoint("post") == Checkpoint()
-    a1, a2 = doc("a", 1, T0, {"n": 1}), doc("a", 2, T0 + 5, {"n": 2})
-    b1, b2 = doc("b", 1, T0, {"n": 3}), doc("b", 2, T0 + 5, None)
+    a1, a2 = doc("a", 1, T0, {"n": 1}, valid_to=T0 + 5), doc("a", 2, T0 + 5, {"n": 2})
+    b1, b2 = doc("b", 1, T0, {"n": 3}, valid_to=T0 + 5), doc("b", 2, T0 + 5, None)
     await store.write_projection(
         "post",
         batch(
@@ -329,20 +335,20 @@ async def test_projection_writes_history_master_and_checkpoint(store: EventStore
         ),
     )
     assert await store.read_checkpoint("post") == Checkpoint(4, T0 + 4)
-    assert await store.read_history("post", "a") == [
-        doc("a", 1, T0, {"n": 1}, valid_to=T0 + 5),
-        doc("a", 2, T0 + 5, {"n": 2}),
-    ]
+    assert await store.read_history("post", "a") == [a1, a2]  # written as given
     assert await store.get("post", "a") == a2
     assert await store.get("post", "zz") is None
-    # A revision appended alone links the one before; a correction replaces from its rev.
-    a3 = doc("a", 3, T0 + 9, {"n": 3})
-    b2c, b3c = doc("b", 2, T0 + 3, {"n": 4}), doc("b", 3, T0 + 8, {"n": 5})
+    # A write replaces the rows from its first one's rev: one that ends the row before
+    # starts from it; the rows below stay as they were.
+    a2e, a3 = doc("a", 2, T0 + 5, {"n": 2}, valid_to=T0 + 9), doc("a", 3, T0 + 9, {"n": 3})
+    b1e = doc("b", 1, T0, {"n": 3}, valid_to=T0 + 3)
+    b2c = doc("b", 2, T0 + 3, {"n": 4}, valid_to=T0 + 8)
+    b3c = doc("b", 3, T0 + 8, {"n": 5})
     await store.write_projection(
         "post",
         batch(
             9,
-            history=[HistoryWrite("a", 3, [a3]), HistoryWrite("b", 2, [b2c, b3c])],
+            history=[HistoryWrite("a", 2, [a2e, a3]), HistoryWrite("b", 1, [b1e, b2c, b3c])],
             upserts=[a3, b3c],
             deletes=["zz"],
         ),
@@ -355,8 +361,9 @@ async def test_projection_writes_history_master_and_checkpoint(store: EventStore
     ]
     tails = await store.history_tails("post", ["a", "b", "zz"])
     assert tails == {"a": a3, "b": b3c}
-    await store.write_projection("post", batch(9, history=[HistoryWrite("b", 3, [])]))
-    assert (await store.history_tails("post", ["b"]))["b"] == b2c  # truncated, relinked
+    b2o = doc("b", 2, T0 + 3, {"n": 4})
+    await store.write_projection("post", batch(9, history=[HistoryWrite("b", 2, [b2o])]))
+    assert (await store.history_tails("post", ["b"]))["b"] == b2o  # truncated, ended anew
     # The reads bounded by the answer agree with the whole history.
     history = await store.read_history("post", "a")
     assert await store.history_rev("post", "a", 2) == history[1]
@@ -367,7 +374,7 @@ async def test_projection_writes_history_master_and_checkpoint(store: EventStore
     assert await store.history_span("post", "a", start=T0 + 1, end=T0 + 9) == history[1:]
     at = await store.history_at_many("post", ["a", "b", "zz"], toa=T0 + 4)
     assert at == {"a": history[0], "b": (await store.read_history("post", "b"))[1]}
-    await store.write_projection("post", batch(9, history=[HistoryWrite("b", 3, [b3c])]))
+    await store.write_projection("post", batch(9, history=[HistoryWrite("b", 2, [b2c, b3c])]))
     assert await store.history_at("post", "a", toa=T0 - 1) is None
     assert (await store.history_at("post", "a", toa=T0 + 5)).rev == 2  # type: ignore[union-attr]
     assert (await store.history_at("post", "a", toa=T0 + 8)).rev == 2  # type: ignore[union-attr]
@@ -425,7 +432,7 @@ async def test_deleted_rows_count_in_history_at_but_not_in_query_history(
     store: EventStore,
 ) -> None:
     rows = [doc("a", 1, T0, {"n": 1}), doc("a", 2, T0 + 5, None), doc("a", 3, T0 + 9, {"n": 3})]
-    await store.write_projection("post", batch(3, history=[HistoryWrite("a", 1, rows)]))
+    await store.write_projection("post", batch(3, history=[HistoryWrite("a", 1, linked(rows))]))
     deleted = await store.history_at("post", "a", toa=T0 + 6)
     assert deleted is not None and deleted.data is None and deleted.rev == 2
     for toa, expected in [(T0 - 1, []), (T0, [1]), (T0 + 5, []), (T0 + 8, []), (T0 + 9, [3])]:
@@ -436,7 +443,7 @@ async def test_deleted_rows_count_in_history_at_but_not_in_query_history(
 async def test_scans_page_by_id_and_never_split_a_document(store: EventStore) -> None:
     revs = {"a": 3, "b": 1, "c": 2, "d": 4, "e": 1}
     history = [
-        HistoryWrite(i, 1, [doc(i, r, T0 + r, {"r": r}) for r in range(1, n + 1)])
+        HistoryWrite(i, 1, linked([doc(i, r, T0 + r, {"r": r}) for r in range(1, n + 1)]))
         for i, n in revs.items()
     ]
     upserts = [doc(i, n, T0 + n, {"r": n}) for i, n in revs.items()]
@@ -566,7 +573,7 @@ async def load(store: EventStore) -> None:
     await store.ensure_resource(
         "post", [IndexSpec(f, k) for f, k in FIELDS if f not in ("n", "price")]
     )
-    history = [HistoryWrite(doc_id, 1, rows) for doc_id, rows in history_rows().items()]
+    history = [HistoryWrite(doc_id, 1, linked(rows)) for doc_id, rows in history_rows().items()]
     upserts = [doc(doc_id, 1, T0, data) for doc_id, data in DOCS.items()]
     await store.write_projection("post", batch(1, history=history, upserts=upserts))
 

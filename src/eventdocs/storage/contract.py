@@ -138,11 +138,13 @@ class Checkpoint(msgspec.Struct, frozen=True):
 class HistoryWrite(msgspec.Struct, frozen=True):
     """Replace document ``id``'s history rows with ``rev >= from_rev`` by ``rows``.
 
-    The store sets ``valid_to`` of each row, and of the last row it keeps, to the
-    ``updated`` of the row after it (``None`` for the last), so a projector that
-    appends one revision need not rewrite the one before. ``closed`` are rows no
-    longer believed (``known_to`` set), kept for reads as known at a past time;
-    with ``replace_closed`` they replace every closed row the document had.
+    The rows are written as given: the projector links each ``valid_to`` to the
+    next row's ``updated`` (:mod:`eventdocs.projections.bitemporal`), and a write
+    that ends the row before it starts from that row (``from_rev`` is its rev),
+    so the store keeps every row below ``from_rev`` untouched. ``closed`` are
+    rows no longer believed (``known_to`` set), kept for reads as known at a
+    past time; with ``replace_closed`` they replace every closed row the
+    document had.
     """
 
     id: str

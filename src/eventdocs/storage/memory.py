@@ -50,17 +50,6 @@ class _View:
     checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
 
 
-def _linked(rows: list[Document]) -> list[Document]:
-    """``rows`` with each ``valid_to`` set to the next row's ``updated`` (the last: ``None``)."""
-    ends: list[int | None] = [row.updated for row in rows[1:]]
-    if rows:
-        ends.append(None)
-    return [
-        row if row.valid_to == end else msgspec.structs.replace(row, valid_to=end)
-        for row, end in zip(rows, ends, strict=True)
-    ]
-
-
 def _valid_order(event: Event) -> tuple[int, int]:
     return (event.toa, event.seq)
 
@@ -271,7 +260,7 @@ class MemoryStore:
             return False
         for write in batch.history:
             kept = [row for row in res.history.get(write.id, []) if row.rev < write.from_rev]
-            res.history[write.id] = _linked(kept + list(write.rows))
+            res.history[write.id] = kept + list(write.rows)
             if write.replace_closed:
                 res.closed[write.id] = list(write.closed)
             elif write.closed:

@@ -18,14 +18,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
-from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateOne
+from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import PyMongoError
 
 from eventdocs.errors import StoreUnavailable
 from eventdocs.storage.contract import Checkpoint, ProjectionBatch
 from eventdocs.storage.mongodb.base import valid_name, wall
-from eventdocs.storage.mongodb.codec import OPEN, Doc, checkpoint_of, put_data, row_doc
+from eventdocs.storage.mongodb.codec import Doc, checkpoint_of, put_data, row_doc
 from eventdocs.storage.mongodb.errors import boundary, is_duplicate
 from eventdocs.storage.mongodb.hwm import HighWater
 
@@ -243,18 +243,7 @@ class Projections(HighWater):
         history: list[Any] = []
         for write in batch.history:
             history.append(DeleteMany({"id": write.id, "rev": {"$gte": write.from_rev}}))
-            if write.from_rev > 1:
-                end = write.rows[0].updated if write.rows else None
-                history.append(
-                    UpdateOne(
-                        {"id": write.id, "rev": write.from_rev - 1},
-                        {"$set": {"valid_to": end, "until": OPEN if end is None else end}},
-                    )
-                )
-            ends: list[int | None] = [row.updated for row in write.rows[1:]]
-            for row, end in zip(write.rows, [*ends, None], strict=False):
-                linked = msgspec.structs.replace(row, valid_to=end)
-                history.append(InsertOne(row_doc(write.id, linked, history=True)))
+            history += [InsertOne(row_doc(write.id, row, history=True)) for row in write.rows]
         master: list[Any] = [
             ReplaceOne({"_id": d.id}, row_doc(d.id, d, history=False), upsert=True)
             for d in batch.upserts

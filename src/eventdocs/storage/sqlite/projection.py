@@ -43,22 +43,14 @@ def write_batch(
     for group in groups:
         c.executemany(sql.del_history, [(w.id, w.from_rev) for w in group])
         c.executemany(
-            sql.link_history,
-            [
-                (w.id, w.from_rev, w.rows[0].updated if w.rows else None)
-                for w in group
-                if w.from_rev > 1
-            ],
-        )
-        c.executemany(
             sql.put_history,
             [
                 (
-                    w.id, _json(d.data), d.rev, d.updated, d.seq,
-                    n.updated if n else None, d.known_from, d.end_known,
+                    w.id, _json(d.data), d.rev, d.updated, d.seq, d.valid_to,
+                    d.known_from, d.end_known,
                 )
                 for w in group
-                for d, n in zip(w.rows, [*w.rows[1:], None], strict=False)
+                for d in w.rows
             ],
         )  # fmt: skip
         c.executemany(sql.drop_closed, [(w.id,) for w in group if w.replace_closed])

@@ -138,10 +138,6 @@ class _Sql:
         self.pending = f"SELECT e.toa, e.seq, e.id {due}"
         self.pending_page = f"SELECT e.data {due} ORDER BY e.toa, e.seq LIMIT ?4 OFFSET ?5"
         self.del_history = f"DELETE FROM {h} WHERE id = ? AND rev >= ?"
-        self.link_history = (
-            f"UPDATE {h} SET valid_to = ?3 WHERE id = ?1"
-            f" AND rev = (SELECT max(rev) FROM {h} WHERE id = ?1 AND rev < ?2)"
-        )
         self.put_history = f"INSERT INTO {h} ({_HDOC}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         self.end_row = f"UPDATE {h} SET valid_to = ?, end_known = ? WHERE id = ? AND rev = ?"
         self.drop_closed = f'DELETE FROM "{r}_superseded" WHERE id = ?'
