@@ -51,8 +51,8 @@ def doc(id: str, rev: int, updated: int, data: dict[str, Any] | None, **kw: Any)
 
 def linked(rows: list[Document]) -> list[Document]:
     """``rows`` each valid until the next one's TOA, as the projector writes them."""
-    ends = [r.updated for r in rows[1:]]
-    return [msgspec.structs.replace(r, valid_to=e) for r, e in zip(rows, [*ends, None])]
+    ends = [r.updated for r in rows[1:]] + [None]
+    return [msgspec.structs.replace(r, valid_to=e) for r, e in zip(rows, ends, strict=False)]
 
 
 # -- the log ------------------------------------------------------------------------
