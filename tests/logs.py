@@ -8,7 +8,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from eventdocs.events import Cancel, Create, Delete, Event, Revert, Update
+from eventdocs.events import Cancel, Create, Delete, Draft, Event, Revert, Update
+from eventdocs.storage import EventStore
+from eventdocs.times import ManualClock
 
 SECOND = 1_000_000
 START = 1_700_000_000_000_000
@@ -56,3 +58,19 @@ def log_of(steps: list[tuple[Any, ...]], same: Sequence[bool] = ()) -> list[Even
             common["toa"] = recorded
             events.append(Cancel(target=pick % seq + 1, **common))
     return events
+
+
+async def cancel_in_time_and_too_late(store: EventStore, clock: ManualClock) -> int:
+    """Append to ``post``: 1 create a, 2 update a at +100 µs, 3 create b, 4 a cancel of
+    2 in time, 5 update b at +300 µs, 6 a cancel of 5 after its TOA (it takes nothing).
+    Returns the time before them."""
+    now = clock.now()
+    later = Draft(action="update", id="a", body={"n": 1}, toa=now + 100)
+    creates = [Draft(action="create", id=i, body={}) for i in "ab"]
+    await store.append("post", [creates[0], later, creates[1]])
+    await store.append("post", [Draft(action="cancel", id="a", target=2)])
+    clock.advance(200)
+    await store.append("post", [Draft(action="update", id="b", body={"n": 2}, toa=now + 300)])
+    clock.advance(200)
+    await store.append("post", [Draft(action="cancel", id="b", target=5)])
+    return now

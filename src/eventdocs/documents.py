@@ -41,6 +41,7 @@ from eventdocs.fold import (
     MISSING,
     PRECONDITION,
     DocState,
+    cancel_failure,
     step,
 )
 from eventdocs.storage.contract import (
@@ -266,13 +267,12 @@ class Documents(DocumentReads):
             now = self.clock.now()
             head = await self.store.read_head(self.name, event.id, after_toa=now)
             await self.projector.sync(self.name, head.seq)
-            # Cancelled when a cancel of its document recorded before its TOA targets it.
-            cancels = await self.store.read_cancels(self.name, [seq])
-            if any(c.id == event.id and c.toa < event.toa for c in cancels):
-                raise Conflict(f"event {seq} is already cancelled")
-            if event.toa <= now:
-                raise Conflict(f"event {seq} is already in effect: revert instead")
             draft = Draft(action="cancel", id=event.id, target=seq)
+            taken = bool(await self.store.read_cancels(self.name, [seq]))
+            recorded_now = draft.record(self.name, 0, now)  # the guard holds it to before the TOA
+            assert isinstance(recorded_now, Cancel)
+            if why := cancel_failure(recorded_now, event, cancelled=taken):
+                raise Conflict(f"{why}: revert instead" if event.toa <= now else why)
             guard = Guard(event.id, head.seq, before=event.toa)
             try:
                 appended = await self._commit([draft], guards=[guard])

@@ -27,6 +27,8 @@ __all__ = [
     "Folded",
     "Outcome",
     "Result",
+    "cancel_failure",
+    "cancelled_targets",
     "fold",
     "merge_patch",
     "order_key",
@@ -140,27 +142,39 @@ def step(state: DocState, event: Event) -> tuple[DocState, str | None]:
     return DocState(data, state.rev + 1, event.toa, event.seq), None
 
 
+def cancel_failure(cancel: Cancel, target: Event | None, *, cancelled: bool) -> str | None:
+    """Why ``cancel`` cancels nothing, or ``None`` when it cancels ``target``: the one rule.
+
+    ``target`` is the event it names among its document's (``None``: none),
+    ``cancelled`` whether an earlier cancel already took it. A cancel takes its
+    TOA when recorded, so the outcome is known when it is appended and never
+    changes: stores apply this rule then and record it, and select by it.
+    """
+    if target is None or isinstance(target, Cancel) or target.id != cancel.id:
+        return f"event {cancel.target} is not a write of this document"
+    if target.toa <= cancel.toa:
+        return f"event {cancel.target} was already in effect"
+    if cancelled:
+        return f"event {cancel.target} was already cancelled"
+    return None
+
+
 def cancelled_targets(events: Iterable[Event]) -> tuple[dict[int, int], dict[int, str]]:
     """Which events the cancels among ``events`` cancel, and why the others fail.
 
     Returns ``{target seq: cancel seq}`` and ``{cancel seq: reason}`` for the
-    cancels that fail. A cancel succeeds when its target is an event of the same
-    document that was not yet in effect at the cancel's TOA and not cancelled
-    before (by seq).
+    cancels that fail (:func:`cancel_failure`, cancels taken in valid-time order).
     """
     by_seq = {e.seq: e for e in events}
     cancelled: dict[int, int] = {}
     failed: dict[int, str] = {}
     for cancel in sorted((e for e in by_seq.values() if isinstance(e, Cancel)), key=order_key):
         target = by_seq.get(cancel.target)
-        if target is None or isinstance(target, Cancel):
-            failed[cancel.seq] = f"event {cancel.target} is not a write of this document"
-        elif target.toa <= cancel.toa:
-            failed[cancel.seq] = f"event {cancel.target} was already in effect"
-        elif cancel.target in cancelled:
-            failed[cancel.seq] = f"event {cancel.target} was already cancelled"
-        else:
+        why = cancel_failure(cancel, target, cancelled=cancel.target in cancelled)
+        if why is None:
             cancelled[cancel.target] = cancel.seq
+        else:
+            failed[cancel.seq] = why
     return cancelled, failed
 
 

@@ -223,6 +223,9 @@ async def test_load_stream_continues_logs_and_refuses_what_appends_could_not_wri
         "target": Cancel(
             seq=5, resource="copy", id="b", toa=last.toa, recorded_at=last.toa, target=2
         ),
+        "toa": Cancel(
+            seq=5, resource="copy", id="a", toa=last.toa - 1, recorded_at=last.toa, target=2
+        ),
     }
     for path, event in bad.items():
         with pytest.raises(InvalidRequest) as refused:
@@ -268,8 +271,19 @@ async def test_reads_of_the_log(store: EventStore, clock: ManualClock) -> None:
     assert by_doc == sorted((e.id, e.seq) for e in log)
     page = await store.read_log_by_document("post", after="d0", limit=3)
     assert [(e.id, e.seq) for e in page] == [("d1", 3), ("d2", 5), ("d3", 7)]
-    await store.append("post", [cancel("d0", 4), cancel("d1", 4)])
-    assert [c.seq for c in await store.read_cancels("post", [4, 2, 99])] == [11, 12]
+    # Only the cancels that took a write: not one of a write in effect, nor of another
+    # document's write, nor a second one; loaded cancels are decided the same way.
+    (later,) = (await store.append("post", [update("d0", toa=T0 + 10**6, n=1)])).events  # 11
+    cancels = [cancel("d0", 4), cancel("d1", later.seq), cancel("d0", later.seq)]
+    await store.append("post", [*cancels, cancel("d0", later.seq)])  # 12-15
+    assert [c.seq for c in await store.read_cancels("post", [4, later.seq, 99])] == [14]
+    await store.ensure_resource("copy")
+    await store.load("copy", [msgspec.structs.replace(e, resource="copy") for e in log])
+    copied = await store.read_log("post", after=10)
+    await store.load("copy", [msgspec.structs.replace(e, resource="copy") for e in copied])
+    assert [c.seq for c in await store.read_cancels("copy", [4, later.seq, 99])] == [14]
+    for r in ("post", "copy"):
+        assert await store.read_due(r, after_toa=T0 + 100, until_toa=2**62, max_seq=15) == []
 
 
 async def test_due_writes_skip_cancels_that_came_in_time(

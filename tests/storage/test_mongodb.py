@@ -41,6 +41,8 @@ from eventdocs.storage import (
 )
 from eventdocs.storage.mongodb import MongoStore
 from eventdocs.storage.mongodb.codec import event_doc
+from eventdocs.times import ManualClock
+from logs import cancel_in_time_and_too_late
 from mongotest import (
     SKIP_REASON,
     STANDALONE_SKIP_REASON,
@@ -100,7 +102,7 @@ async def test_indexes_serve_every_read_path() -> None:
         assert log["id_toa_seq"] == [("id", 1), ("toa", 1), ("_id", 1)]
         assert log["id_seq"] == [("id", 1), ("_id", 1)]
         assert log["toa_seq"] == [("toa", 1), ("_id", 1)]
-        assert log["target"] == [("target", 1)]
+        assert log["took"] == [("took", 1)]
         history = await keys("post_history")
         assert history["id_rev"] == [("id", 1), ("rev", 1)]
         assert history["alive"] == [("until", 1), ("updated", 1)]
@@ -788,4 +790,35 @@ async def test_a_killed_leader_is_replaced_within_seconds(
         assert got is not None and got.data == {"n": 19} and got.rev == 21
     finally:
         group.close()
+        await discard(store)
+
+
+@needs_server
+async def test_an_older_log_gets_each_cancel_decided_by_the_fold_once() -> None:
+    """A log written before cancels carried ``took``: opening it decides them, once."""
+    assert URL is not None
+    clock = ManualClock()
+    url = fresh_url(URL)
+    store = MongoStore(url, clock=clock, stale_after=0.5)
+    await store.open()
+    try:
+        await store.ensure_resource("post")
+        now = await cancel_in_time_and_too_late(store, clock)
+        assert [c.seq for c in await store.read_cancels("post", [2, 5])] == [4]
+        # As an older eventdocs left it: no outcome recorded, no mark that they were decided.
+        await store._coll("post_revisions").update_many({}, {"$unset": {"took": ""}})
+        await store._coll("eventdocs_counters").update_one(
+            {"_id": "post"}, {"$unset": {"cancels_decided": ""}}
+        )
+        assert await store.read_cancels("post", [2, 5]) == []
+    finally:
+        await store.close()
+    store = MongoStore(url, clock=clock, stale_after=0.5)
+    await store.open()
+    try:
+        await store.ensure_resource("post")
+        assert [c.seq for c in await store.read_cancels("post", [2, 5])] == [4]
+        due = await store.read_due("post", after_toa=now, until_toa=2**62, max_seq=6)
+        assert [e.seq for e in due] == [5]
+    finally:
         await discard(store)

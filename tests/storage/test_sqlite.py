@@ -22,6 +22,7 @@ from eventdocs.storage import Checkpoint, Document, HistoryWrite, IndexSpec, Pro
 from eventdocs.storage.contract import Tip
 from eventdocs.storage.sqlite import SQLiteStore, _compile
 from eventdocs.times import ManualClock
+from logs import cancel_in_time_and_too_late
 
 
 @pytest.fixture
@@ -321,5 +322,32 @@ async def test_a_history_written_before_recording_intervals_is_rebuilt_with_them
         before = clock.now() - 5
         row = await store.history_known("post", "a", toa=clock.now(), known_at=before)
         assert row is not None and row.data == {"title": "x"}
+    finally:
+        await store.close()
+
+
+async def test_an_older_log_gets_each_cancel_decided_by_the_fold_once(tmp_path: Path) -> None:
+    """Before the ``target`` column recorded what a cancel took, it held every cancel's
+    target: the first writable open decides them by the fold's rule, once."""
+    clock = ManualClock()
+    path = tmp_path / "old.db"
+    store = SQLiteStore(path, clock=clock)
+    await store.open()
+    await store.ensure_resource("post")
+    now = await cancel_in_time_and_too_late(store, clock)
+    assert [c.seq for c in await store.read_cancels("post", [2, 5])] == [4]
+    await store.close()
+    with sqlite3.connect(path) as conn:  # as an older eventdocs wrote the late cancel
+        conn.execute("UPDATE post_revisions SET target = 5 WHERE seq = 6")
+        conn.execute("PRAGMA user_version = 0")
+    store = SQLiteStore(path, clock=clock)
+    await store.open()
+    try:
+        assert [c.seq for c in await store.read_cancels("post", [2, 5])] == [4]
+        due = await store.read_due("post", after_toa=now, until_toa=2**62, max_seq=6)
+        assert [e.seq for e in due] == [5]  # the late cancel took nothing
+        await Projector(store, clock).project("post")
+        assert await verify(store, ["post"]) == []
+        assert (await store.get("post", "b")).data == {"n": 2}  # type: ignore[union-attr]
     finally:
         await store.close()

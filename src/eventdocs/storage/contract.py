@@ -242,6 +242,12 @@ class EventStore(Protocol):
         that appends, else nothing is appended and
         :class:`~eventdocs.errors.Stale` is raised (the caller decides again).
 
+        Cancels: the store records, as it appends or loads one, which write it
+        took, by :func:`eventdocs.fold.cancel_failure` (a cancel's outcome is
+        known when it is recorded and never changes). Every read of due, next
+        or pending writes, and :meth:`read_cancels`, select by that record and
+        restate no rule.
+
         With an ``idempotency_key`` already used on this resource nothing is
         appended: the events of the first call come back with
         ``replayed=True`` when the stored fingerprint is ``fingerprint`` (or
@@ -288,7 +294,7 @@ class EventStore(Protocol):
 
     async def read_head(self, resource: str, id: str, *, after_toa: int) -> Head:
         """Document ``id``'s latest seq and the smallest TOA ``> after_toa`` of its
-        writes not cancelled (a cancel recorded before their TOA): index seeks,
+        writes no cancel took: index seeks,
         whatever the history's length."""
         ...
 
@@ -323,7 +329,7 @@ class EventStore(Protocol):
         limit: int | None = None,
     ) -> list[Event]:
         """Writes with ``after_toa < toa <= until_toa`` and ``seq <= max_seq`` that no
-        cancel with ``seq <= max_seq`` cancelled, in ``(toa, seq)`` order.
+        cancel with ``seq <= max_seq`` took, in ``(toa, seq)`` order.
 
         Cancels themselves are never returned. This is the scheduler's range scan.
         """
@@ -443,7 +449,7 @@ class EventStore(Protocol):
         ...
 
     async def read_cancels(self, resource: str, targets: Sequence[int]) -> list[Event]:
-        """The cancels whose ``target`` is one of ``targets``, in seq order."""
+        """The cancels that took one of ``targets`` (see :meth:`append`), in seq order."""
         ...
 
     async def history_before(

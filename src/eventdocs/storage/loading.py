@@ -3,7 +3,8 @@
 Every backend's ``load_stream`` applies the same three rules, so an import
 can never leave a log its own appends could not have written: seqs continue
 the log one by one, ``recorded_at`` never goes backwards, and a cancel names
-an earlier, not-cancel event of its own document. The declarations' rules
+an earlier, not-cancel event of its own document and takes effect when it is
+recorded (so whether it cancels is known then: each store records it). The declarations' rules
 (schemas, ids, time ranges) are checked before, by :mod:`eventdocs.importing`.
 """
 
@@ -47,6 +48,8 @@ def check_cancel(event: Cancel, target: tuple[str, str] | None) -> None:
     Raises:
         InvalidRequest: at ``target``.
     """
+    if event.toa != event.recorded_at:
+        raise _refuse(event, "toa", "a cancel takes effect when it is recorded")
     if event.target >= event.seq or target is None:
         raise _refuse(event, "target", f"no earlier event {event.target} to cancel")
     if target[0] != event.id:

@@ -7,6 +7,7 @@ tests and the property tests, so it favours obviousness over speed.
 from __future__ import annotations
 
 import asyncio
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ import msgspec
 
 from eventdocs.errors import InvalidRequest, KeyReused, LimitExceeded, NotFound, Stale
 from eventdocs.events import Cancel, Draft, Event
+from eventdocs.fold import cancel_failure
 from eventdocs.query import Query, answer_too_large, matches, sort_documents
 from eventdocs.storage.contract import (
     Appended,
@@ -32,11 +34,14 @@ from eventdocs.times import Clock, SystemClock
 
 __all__ = ["MemoryStore"]
 
+_SEQ = operator.attrgetter("seq")
+
 
 @dataclass
 class _Resource:
     log: list[Event] = field(default_factory=list)
     keys: dict[str, tuple[list[int], str | None]] = field(default_factory=dict)
+    taken: dict[int, int] = field(default_factory=dict)  # write seq -> the cancel that took it
     history: dict[str, list[Document]] = field(default_factory=dict)
     closed: dict[str, list[Document]] = field(default_factory=dict)
     master: dict[str, Document] = field(default_factory=dict)
@@ -48,6 +53,17 @@ class _Resource:
 class _View:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
+
+
+def _extend(res: _Resource, events: Sequence[Event]) -> None:
+    """Add ``events`` to the log, recording which write each cancel took (the fold's rule)."""
+    for event in events:
+        if isinstance(event, Cancel):
+            log = res.log
+            target = log[event.target - 1] if 0 < event.target <= len(log) else None
+            if not cancel_failure(event, target, cancelled=event.target in res.taken):
+                res.taken[event.target] = event.seq
+        res.log.append(event)
 
 
 def _valid_order(event: Event) -> tuple[int, int]:
@@ -133,7 +149,7 @@ class MemoryStore:
             res.last_recorded = recorded
             start = len(res.log)
             events = [d.record(resource, start + i + 1, recorded) for i, d in enumerate(drafts)]
-            res.log.extend(events)
+            _extend(res, events)
             if idempotency_key is not None:
                 res.keys[idempotency_key] = ([e.seq for e in events], fingerprint)
             return Appended(events)
@@ -144,7 +160,7 @@ class MemoryStore:
             expected = list(range(len(res.log) + 1, len(res.log) + len(events) + 1))
             if [e.seq for e in events] != expected:
                 raise InvalidRequest(f"imported seqs must continue the log at {len(res.log) + 1}")
-            res.log.extend(events)
+            _extend(res, events)
             if events:
                 res.last_recorded = max(res.last_recorded, events[-1].recorded_at)
 
@@ -163,17 +179,12 @@ class MemoryStore:
         return [e for e in res.log if e.seq in set(seqs)]
 
     async def read_head(self, resource: str, id: str, *, after_toa: int) -> Head:
-        events = [e for e in self._res(resource).log if e.id == id]
-        by_seq = {e.seq: e for e in events}
-        cancelled = {
-            e.target
-            for e in events
-            if isinstance(e, Cancel) and e.target in by_seq and by_seq[e.target].toa > e.toa
-        }
+        res = self._res(resource)
+        events = [e for e in res.log if e.id == id]
         later = [
             e.toa
             for e in events
-            if not isinstance(e, Cancel) and e.toa > after_toa and e.seq not in cancelled
+            if not isinstance(e, Cancel) and e.toa > after_toa and e.seq not in res.taken
         ]
         return Head(events[-1].seq if events else 0, min(later, default=None))
 
@@ -196,21 +207,13 @@ class MemoryStore:
         return [e for e in self._res(resource).log if e.id == id]
 
     def _due(self, resource: str, after_toa: int, until_toa: int, max_seq: int) -> list[Event]:
-        log = self._res(resource).log[:max_seq]
-        cancelled = {
-            e.target
-            for e in log
-            if isinstance(e, Cancel)
-            and 0 < e.target <= len(log)
-            and log[e.target - 1].toa > e.toa
-            and log[e.target - 1].id == e.id
-        }
+        res = self._res(resource)
         due = [
             e
-            for e in log
+            for e in res.log[:max_seq]
             if not isinstance(e, Cancel)
             and after_toa < e.toa <= until_toa
-            and e.seq not in cancelled
+            and res.taken.get(e.seq, max_seq + 1) > max_seq
         ]
         return sorted(due, key=lambda e: (e.toa, e.seq))
 
@@ -358,8 +361,8 @@ class MemoryStore:
         return sorted((e for e in events if (e.toa, e.seq) >= (toa, seq)), key=_valid_order)
 
     async def read_cancels(self, resource: str, targets: Sequence[int]) -> list[Event]:
-        wanted = set(targets)
-        return [e for e in self._res(resource).log if isinstance(e, Cancel) and e.target in wanted]
+        res = self._res(resource)
+        return sorted((res.log[res.taken[t] - 1] for t in set(targets) if t in res.taken), key=_SEQ)
 
     async def history_before(
         self, resource: str, id: str, *, toa: int, seq: int

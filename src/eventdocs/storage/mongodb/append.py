@@ -58,6 +58,7 @@ from eventdocs.errors import (
 from eventdocs.events import Draft, Event
 from eventdocs.storage.contract import Appended, Guard, Tip
 from eventdocs.storage.mongodb.base import MIN_TIME, wall
+from eventdocs.storage.mongodb.cancels import taken
 from eventdocs.storage.mongodb.codec import Doc, event_doc, event_of
 from eventdocs.storage.mongodb.errors import boundary, duplicate_of, is_duplicate, translate
 from eventdocs.storage.mongodb.hwm import HighWater
@@ -267,13 +268,10 @@ class Appends(HighWater):
         if not n:
             return
         seq, prevs = first, {**heads, **guarded}  # what each document's first event follows
-        docs: list[Doc] = []
         for call in fresh:
             call.events = [d.record(r, seq + i, recorded) for i, d in enumerate(call.drafts)]
             seq += len(call.drafts)
-            for event in call.events:
-                docs.append({**event_doc(event), "prev": prevs.get(event.id, 0)})
-                prevs[event.id] = event.seq
+        docs = await self._docs(r, [e for call in fresh for e in call.events], prevs)
         keyed = [
             UpdateOne(
                 {"_id": {"r": r, "k": c.key}, "token": token},
@@ -518,11 +516,20 @@ class Appends(HighWater):
         start, _, n = await self._allocate(
             r, len(events), expect=first - 1, rec=max(e.recorded_at for e in events)
         )
+        await self._write_batch(r, start, n, await self._docs(r, events, prevs))
+
+    async def _docs(self, r: str, events: Sequence[Event], prevs: dict[str, int]) -> list[Doc]:
+        """The log documents of ``events``: each with its place in its document's
+        chain (``prevs`` moves along) and, for a cancel, the write it took."""
+        took = await taken(self._coll(f"{r}_revisions"), events)
         docs = []
         for event in events:
-            docs.append({**event_doc(event), "prev": prevs.get(event.id, 0)})
+            doc = {**event_doc(event), "prev": prevs.get(event.id, 0)}
+            if event.seq in took:
+                doc["took"] = took[event.seq]
+            docs.append(doc)
             prevs[event.id] = event.seq
-        await self._write_batch(r, start, n, docs)
+        return docs
 
     @boundary
     async def find_idempotent(

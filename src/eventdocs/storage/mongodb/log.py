@@ -66,7 +66,7 @@ class LogReads(HighWater):
     async def _due(
         self, r: str, after_toa: int, until_toa: int, max_seq: int, *, full: bool = True
     ) -> Any:
-        """Writes due in the range, in (toa, seq) order, cancelled ones left out (a stream)."""
+        """Writes due in the range, in (toa, seq) order, those a cancel took left out (a stream)."""
         log = self._coll(f"{r}_revisions")
         query = {
             "toa": {"$gt": after_toa, "$lte": until_toa},
@@ -78,16 +78,9 @@ class LogReads(HighWater):
         chunk: list[Doc] = []
 
         async def screened(docs: list[Doc]) -> list[Doc]:
-            by_seq = {d["_id"]: d for d in docs}
-            cancels = log.find(
-                {"action": "cancel", "target": {"$in": list(by_seq)}, "_id": {"$lte": max_seq}},
-                {"target": 1, "id": 1, "toa": 1},
-            )
-            dropped = set()
-            async for c in cancels:
-                target = by_seq[c["target"]]
-                if c["id"] == target["id"] and c["toa"] < target["toa"]:
-                    dropped.add(c["target"])
+            seqs = [d["_id"] for d in docs]
+            takers = log.find({"took": {"$in": seqs}, "_id": {"$lte": max_seq}}, {"took": 1})
+            dropped = {c["took"] async for c in takers}
             return [d for d in docs if d["_id"] not in dropped]
 
         async for doc in cursor:
@@ -148,9 +141,8 @@ class LogReads(HighWater):
             return Head()
         later = {**live, "toa": {"$gt": after_toa}, "action": {"$ne": "cancel"}}
         cursor = log.find(later, {"toa": 1}, sort=[("toa", 1), ("_id", 1)])
-        async for write in cursor:  # the first not cancelled before it took effect
-            cancels = {**live, "action": "cancel", "target": write["_id"]}
-            if await log.find_one({**cancels, "toa": {"$lt": write["toa"]}}, {"_id": 1}) is None:
+        async for write in cursor:  # the first no cancel took
+            if await log.find_one({**live, "took": write["_id"]}, {"_id": 1}) is None:
                 await cursor.close()
                 return Head(int(last["_id"]), int(write["toa"]))
         return Head(int(last["_id"]), None)

@@ -26,6 +26,7 @@ from eventdocs.storage.contract import Checkpoint, Document, IndexSpec
 from eventdocs.storage.loading import load_in_chunks
 from eventdocs.storage.mongodb.append import Appends
 from eventdocs.storage.mongodb.base import MIN_TIME, index_name, valid_name, wall
+from eventdocs.storage.mongodb.cancels import decide_cancels
 from eventdocs.storage.mongodb.codec import Doc, checkpoint_of, data_of
 from eventdocs.storage.mongodb.errors import boundary, is_duplicate
 from eventdocs.storage.mongodb.keys import path_field
@@ -100,7 +101,7 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
         await log.create_index([("id", 1), ("toa", 1), ("_id", 1)], name="id_toa_seq")
         await log.create_index([("toa", 1), ("_id", 1)], name="toa_seq")
         await log.create_index(
-            [("target", 1)], name="target", partialFilterExpression={"action": "cancel"}
+            [("took", 1)], name="took", partialFilterExpression={"took": {"$exists": True}}
         )
         # One event at most follows each event of a document: guards (see .append).
         await log.create_index(
@@ -123,11 +124,13 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
                 await master.create_index(
                     [("_l." + path, 1), ("_id", 1)], name=index_name("q_l", spec.field)
                 )
-        await self._coll("eventdocs_counters").update_one(
+        counters = self._coll("eventdocs_counters")
+        await counters.update_one(
             {"_id": r},
             {"$setOnInsert": {"seq": 0, "rec": MIN_TIME, "pending": {}, "voiding": {}}},
             upsert=True,
         )
+        await decide_cancels(log, counters, r)
         await self._coll("eventdocs_resources").update_one(
             {"_id": r}, {"$setOnInsert": {"created": wall()}}, upsert=True
         )
@@ -211,12 +214,11 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
 
     @boundary
     async def read_cancels(self, resource: str, targets: Sequence[int]) -> list[Event]:
-        """The cancels whose target is one of ``targets``, in seq order."""
+        """The cancels that took one of ``targets``, in seq order."""
         r = await self._res(resource)
         hwm = await self._hwm(r)
         query = {
-            "action": "cancel",
-            "target": {"$in": sorted(set(targets))},
+            "took": {"$in": sorted(set(targets))},
             "_id": {"$lte": hwm},
             "void": {"$exists": False},
         }
@@ -261,7 +263,7 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
         checks :meth:`count_pending` before appending (exact within one process)."""
 
     async def count_pending(self, resource: str, *, now: int) -> int:
-        """Scheduled writes with a TOA after ``now`` that no cancel cancelled."""
+        """Scheduled writes with a TOA after ``now`` that no cancel took."""
         last = await self.last_seq(resource)
         return await self.count_due(resource, after_toa=now, until_toa=2**62, max_seq=last)
 

@@ -17,6 +17,7 @@ from typing import Any
 from eventdocs.errors import DeclarationError, InvalidRequest
 from eventdocs.events import Cancel, Event, encode_event
 from eventdocs.storage.loading import check_cancel, check_next
+from eventdocs.storage.sqlite.cancels import taken
 from eventdocs.storage.sqlite.schema import _RESERVED, _RESOURCE_SCHEMA, _name, _run_script, _Sql
 from eventdocs.storage.sqlite.writer import _Writer
 
@@ -62,11 +63,12 @@ def load_log(
             last, recorded = writer.tail(c, r)
             tails[r] = (last, recorded if last else None)
         check_next(e, *tails[r])
+        target = None
         if isinstance(e, Cancel):
             flush(r)
             found = c.execute(sql[r].read_event.replace("data", "id, action"), (e.target,))
             check_cancel(e, found.fetchone())
-        target = e.target if isinstance(e, Cancel) else None
+            target = taken(c, r, e)
         rows = pending.setdefault(r, [])
         rows.append((e.seq, e.id, e.action, e.toa, e.recorded_at, target,
                      encode_event(e).decode()))  # fmt: skip

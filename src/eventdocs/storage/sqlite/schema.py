@@ -14,6 +14,7 @@ from eventdocs.errors import (
     StoreUnavailable,
 )
 from eventdocs.storage.contract import Checkpoint, Document
+from eventdocs.storage.sqlite.cancels import decide_cancels
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RESERVED = re.compile(r"^(eventdocs_|view_)|_(revisions|history|superseded)$")
@@ -69,11 +70,12 @@ _BELIEVED = (
     "known_from <= ?{k} AND updated <= ?{t}"
     " AND (valid_to IS NULL OR valid_to > ?{t} OR end_known > ?{k})"
 )
-# Writes not cancelled by a cancel of the same document recorded before they took effect.
+# Writes no cancel took (by ?3): a cancel's ``target`` column is the write it took, decided
+# by the fold's rule when it was written (.cancels); here it is only selected.
 _DUE = (
     'FROM "{r}_revisions" AS e WHERE e.toa > ? AND e.toa <= ? AND e.seq <= ?3'
     " AND e.action != 'cancel' AND NOT EXISTS (SELECT 1 FROM \"{r}_revisions\" AS c"
-    " WHERE c.target = e.seq AND c.seq <= ?3 AND c.id = e.id AND c.toa < e.toa)"
+    " WHERE c.target = e.seq AND c.seq <= ?3)"
 )
 # No index on the valid times alone: a replay writes history in id order, and an index
 # on times would turn that into random inserts (6x slower); SQLite scans the (id, rev)
@@ -104,12 +106,11 @@ class _Sql:
         self.last_seq = f"SELECT coalesce(max(seq), 0) FROM {log}"
         # What a write is decided on: one index seek each, however long the history.
         self.head = f"SELECT seq FROM {log} WHERE id = ? ORDER BY seq DESC LIMIT 1"
-        # The next write that takes effect: a cancelled one never does.
+        # The next write that takes effect: one a cancel took never does.
         self.next_write = (
             f"SELECT min(e.toa) FROM {log} AS e WHERE e.id = ?1 AND e.toa > ?2"
             " AND e.action != 'cancel' AND NOT EXISTS (SELECT 1 FROM"
-            f' {log} AS c INDEXED BY "{r}_revisions_target"'
-            " WHERE c.target = e.seq AND c.id = e.id AND c.toa < e.toa)"
+            f' {log} AS c INDEXED BY "{r}_revisions_target" WHERE c.target = e.seq)'
         )
         # An event the projection step did not see, recorded within the time it projects.
         self.unseen = f"SELECT 1 FROM {log} WHERE seq > ? AND recorded_at > ? AND recorded_at <= ?"
@@ -188,7 +189,7 @@ class _Sql:
         )
         self.cancels = (
             f"SELECT data FROM {log} WHERE target IN (SELECT value FROM json_each(?))"
-            " AND target IS NOT NULL ORDER BY seq"
+            " AND target IS NOT NULL ORDER BY seq"  # the cancels that took one of them
         )
         self.history_before = (
             f"SELECT {_HDOC} FROM {h} WHERE id = ?1 AND updated <= ?2"
@@ -250,6 +251,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(eventdocs_keys)")}
     if "fingerprint" not in columns:
         conn.execute("ALTER TABLE eventdocs_keys ADD COLUMN fingerprint TEXT")
+    decide_cancels(conn)
 
 
 def _storage_error(exc: sqlite3.Error) -> StorageError:

@@ -26,7 +26,7 @@ from eventdocs.errors import (
     NotFound,
     StorageError,
 )
-from eventdocs.events import Cancel, Draft, Event, decode_event, encode_event
+from eventdocs.events import Draft, Event, decode_event, encode_event
 from eventdocs.projections.views import View
 from eventdocs.query import Query, answer_too_large
 from eventdocs.storage.contract import (
@@ -39,6 +39,7 @@ from eventdocs.storage.contract import (
     ProjectionBatch,
     Tip,
 )
+from eventdocs.storage.sqlite.cancels import Taking
 from eventdocs.storage.sqlite.compile import _compile, _operand, _sql_decimal, _sql_lower
 from eventdocs.storage.sqlite.imports import load_log
 from eventdocs.storage.sqlite.owner import Ownership, claim
@@ -318,19 +319,20 @@ class SQLiteStore:
 
     async def load(self, resource: str, events: Sequence[Event]) -> None:
         sql, writer = self._res(resource), self._writer
-        rows = [
-            (e.seq, e.id, e.__struct_config__.tag, e.toa, e.recorded_at,
-             e.target if isinstance(e, Cancel) else None, encode_event(e).decode())
-            for e in events
-        ]  # fmt: skip
 
         def run(c: sqlite3.Connection) -> None:
             assert writer is not None
             writer.tails.pop(resource, None)  # appends in this batch must see these events
             writer.pending.pop(resource, None)
             last = writer.tail(c, resource)[0]
-            if [row[0] for row in rows] != list(range(last + 1, last + 1 + len(rows))):
+            if [e.seq for e in events] != list(range(last + 1, last + 1 + len(events))):
                 raise InvalidRequest(f"imported seqs must continue the log at {last + 1}")
+            taking = Taking(c, resource)
+            rows = [
+                (e.seq, e.id, e.__struct_config__.tag, e.toa, e.recorded_at, taking.add(e),
+                 encode_event(e).decode())
+                for e in events
+            ]  # fmt: skip
             c.executemany(sql.insert_event, rows)
 
         await self._call(run, sync="FULL")

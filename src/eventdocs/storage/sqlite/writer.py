@@ -20,8 +20,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventdocs.errors import KeyReused, LimitExceeded, Stale
-from eventdocs.events import Cancel, Draft, Event, decode_event, encode_event
+from eventdocs.events import Draft, Event, decode_event, encode_event
 from eventdocs.storage.contract import Appended, Guard, Tip
+from eventdocs.storage.sqlite.cancels import Taking
 from eventdocs.storage.sqlite.projection import project_tips
 from eventdocs.storage.sqlite.schema import (
     _MIN_TIME,
@@ -84,7 +85,7 @@ class _Pending:
     transaction, so concurrent scheduled writes never take it past the limit.
 
     Built once from the log (one range scan), then kept by every append:
-    a scheduled write is added, a valid cancel removes its target, and writes
+    a scheduled write is added, the write a cancel took (:mod:`.cancels`) leaves, and writes
     whose TOA has passed leave through a heap ordered by TOA.
     """
 
@@ -101,12 +102,11 @@ class _Pending:
                 self.live.pop(seq, None)
             return len(self.live)
 
-    def add(self, event: Event) -> None:
+    def add(self, event: Event, took: int | None = None) -> None:
+        """Count ``event`` in: a scheduled write is added, the write a cancel took leaves."""
         with self.lock:
-            if isinstance(event, Cancel):
-                target = self.live.get(event.target)
-                if target is not None and target[1] == event.id and target[0] > event.toa:
-                    del self.live[event.target]
+            if took is not None:
+                self.live.pop(took, None)
             elif event.toa > event.recorded_at:
                 self.live[event.seq] = (event.toa, event.id)
                 heapq.heappush(self.heap, (event.toa, event.seq))
@@ -238,6 +238,7 @@ class _Writer:
         keys: list[tuple[str, str, str, str | None]] = []
         seen: dict[tuple[str, str], tuple[list[Event], str | None]] = {}
         heads: dict[tuple[str, str], int] = {}  # documents appended to earlier in this batch
+        taking: dict[str, Taking] = {}  # per resource, what this batch's cancels take
         for job in appends:
             r = job.resource
             if job.key is not None:
@@ -270,6 +271,7 @@ class _Writer:
                 )
                 continue
             events = []
+            took_here: list[int | None] = []
             starts.setdefault(r, seq)
             out = rows.get(r) or rows.setdefault(r, [])
             for d in job.drafts:
@@ -277,12 +279,13 @@ class _Writer:
                 e = d.record(r, seq, recorded)
                 events.append(e)
                 heads[(r, d.id)] = seq
-                target = d.target if d.action == "cancel" else None
+                target = (taking.get(r) or taking.setdefault(r, Taking(conn, r))).add(e)
+                took_here.append(target)
                 out += (seq, d.id, d.action, e.toa, recorded, target, encode_event(e).decode())
             tails[r] = (seq, recorded)
             if r in self.pending:
-                for e in events:
-                    self.pending[r].add(e)
+                for e, target in zip(events, took_here, strict=True):
+                    self.pending[r].add(e, target)
             if job.key is not None:
                 seen[(r, job.key)] = (events, job.fingerprint)
                 keys.append(
