@@ -7,20 +7,62 @@ small pool of threads, each with its own connection (opened on first use in
 that thread). SQLite releases the GIL while it steps a statement, so the loop
 keeps answering meanwhile. Point reads (one index seek) stay on the loop's
 connection: the hop to a thread would cost more than they take.
+
+Readers map the file (up to SQLite's default ceiling, 2 GiB) instead of
+read() calls into a private cache: the pages are the OS's, shared by every
+reader, so a read over a history larger than the cache pays no system call
+per page (at 100,000 documents a query as of a past time ran at 1.9x the
+same query on master with only the 32 MiB cache; mapped, 1.2x).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
+from urllib.parse import quote
 
-__all__ = ["Readers"]
+from eventdocs.errors import StorageError
+from eventdocs.storage.sqlite.compile import _sql_decimal, _sql_lower
+from eventdocs.storage.sqlite.schema import _storage_error
+
+__all__ = ["Readers", "connect_reader", "open_error"]
 
 T = TypeVar("T")
+_PRAGMAS = "PRAGMA query_only=1; PRAGMA cache_size=-32768; PRAGMA mmap_size=2147418112;"
+
+
+def open_error(path: str, exc: sqlite3.Error) -> StorageError:
+    error = _storage_error(exc)  # busy stays StoreUnavailable: a retry may succeed
+    return type(error)(f"{path}: {error.detail}")
+
+
+def connect_reader(path: str, *, read_only: bool) -> sqlite3.Connection:
+    """A reader connection: query-only, mapped, with the functions queries call."""
+    # mode=ro: never a write to the file, whoever else has it open.
+    target = f"file:{quote(os.path.abspath(path))}?mode=ro" if read_only else path
+    try:
+        conn = sqlite3.connect(
+            target,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=512,
+            uri=read_only,
+        )
+    except sqlite3.Error as exc:
+        raise open_error(path, exc) from exc
+    try:
+        conn.executescript(_PRAGMAS)
+        conn.create_function("eventdocs_lower", 1, _sql_lower, deterministic=True)
+        conn.create_function("eventdocs_decimal", 2, _sql_decimal, deterministic=True)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise open_error(path, exc) from exc
+    return conn
 
 
 class Readers:

@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
-from urllib.parse import quote
 
 from eventdocs.errors import (
     DeclarationError,
@@ -40,11 +39,11 @@ from eventdocs.storage.contract import (
     Tip,
 )
 from eventdocs.storage.sqlite.cancels import Taking
-from eventdocs.storage.sqlite.compile import _compile, _operand, _sql_decimal, _sql_lower
+from eventdocs.storage.sqlite.compile import _compile, _operand
 from eventdocs.storage.sqlite.imports import load_log
 from eventdocs.storage.sqlite.owner import Ownership, claim
 from eventdocs.storage.sqlite.projection import write_batch
-from eventdocs.storage.sqlite.readers import Readers
+from eventdocs.storage.sqlite.readers import Readers, connect_reader, open_error
 from eventdocs.storage.sqlite.rebuild import drop_leftovers, rebuild
 from eventdocs.storage.sqlite.schema import (
     _CHECKPOINT,
@@ -77,11 +76,6 @@ def _capped(rows: Iterable[Any], max_bytes: int | None) -> list[Any]:
             raise answer_too_large(max_bytes)
         out.append(row)
     return out
-
-
-def _open_error(path: str, exc: sqlite3.Error) -> StorageError:
-    error = _storage_error(exc)  # busy stays StoreUnavailable: a retry may succeed
-    return type(error)(f"{path}: {error.detail}")
 
 
 class SQLiteStore:
@@ -208,33 +202,10 @@ class SQLiteStore:
             await self.close()
             raise
 
-    def _connect(self, *, read_only: bool) -> sqlite3.Connection:
-        """A reader connection: query-only, with the functions queries call."""
-        # mode=ro: never a write to the file, whoever else has it open.
-        target = f"file:{quote(os.path.abspath(self.path))}?mode=ro" if read_only else self.path
-        try:
-            conn = sqlite3.connect(
-                target,
-                isolation_level=None,
-                check_same_thread=False,
-                cached_statements=512,
-                uri=read_only,
-            )
-        except sqlite3.Error as exc:
-            raise _open_error(self.path, exc) from exc
-        try:
-            conn.executescript("PRAGMA query_only=1; PRAGMA cache_size=-32768;")
-            conn.create_function("eventdocs_lower", 1, _sql_lower, deterministic=True)
-            conn.create_function("eventdocs_decimal", 2, _sql_decimal, deterministic=True)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise _open_error(self.path, exc) from exc
-        return conn
-
     def _open_reader(self, *, read_only: bool) -> None:
         if read_only and not os.path.exists(self.path):
             raise NotFound(f"no store at {self.path}")
-        conn = self._connect(read_only=read_only)
+        conn = connect_reader(self.path, read_only=read_only)
         try:
             known = "SELECT 1 FROM sqlite_master WHERE name = 'eventdocs_resources'"
             if not conn.execute(known).fetchone():
@@ -243,10 +214,11 @@ class SQLiteStore:
             conn.close()
             if isinstance(exc, StorageError):
                 raise
-            raise _open_error(self.path, exc) from exc
+            raise open_error(self.path, exc) from exc
         self._reader = conn
-        self._readers = Readers(partial(self._connect, read_only=read_only))
-        self._quick = Readers(partial(self._connect, read_only=read_only), workers=1)
+        connect = partial(connect_reader, self.path, read_only=read_only)
+        self._readers = Readers(connect)
+        self._quick = Readers(connect, workers=1)
         for (name,) in self._rows("SELECT name FROM eventdocs_resources"):
             self._sql[name] = _Sql(name)
         tables = self._rows("SELECT name FROM sqlite_master WHERE name GLOB 'view_*'")
