@@ -309,6 +309,7 @@ async def test_a_history_written_before_recording_intervals_is_rebuilt_with_them
     await store.close()
     with sqlite3.connect(path) as conn:  # the tables as an older eventdocs wrote them
         conn.execute('DROP INDEX "post_history_ahead"')
+        conn.execute('DROP INDEX "post_history_ahead_id"')
         conn.execute('DROP TABLE "post_superseded"')
         conn.execute("ALTER TABLE post_history DROP COLUMN known_from")
         conn.execute("ALTER TABLE post_history DROP COLUMN end_known")

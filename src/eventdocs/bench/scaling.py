@@ -121,6 +121,9 @@ async def _deep_document(work: Path, sizes: Sequence[int], run: ScalingRun) -> N
             last = clock.now() - 2  # the TOA of the document's latest loaded revision
             costs = run.costs
             costs.setdefault("get", {})[n] = await _p50(lambda: docs.get("deep"), 200)
+            costs.setdefault("get as known at revision 1", {})[n] = await _p50(
+                lambda: docs.get("deep", known_at=_T0), 200
+            )
             costs.setdefault("put", {})[n] = await _p50(
                 lambda: docs.update("deep", {"n": 2}), 30, clock
             )
@@ -311,7 +314,8 @@ def table(run: ScalingRun) -> str:
     """The results as a markdown table: p50 per size and the ratio largest/smallest."""
     lines = []
     groups = (
-        ("revisions of the document", ("get", "put", "backdated put", "revert to revision 1",
+        ("revisions of the document", ("get", "get as known at revision 1", "put",
+                                       "backdated put", "revert to revision 1",
                                        "scheduled put + cancel", "/revisions page")),
         ("writes pending", ("scheduled write", "/_scheduled page", "pending count (/healthz)")),
         ("documents", ("get now", "get as_of", "get known_at", "query now", "query as_of",

@@ -478,6 +478,7 @@ def _scaling(
         )
 
     grows("scaling_put", "put", "revisions")
+    grows("scaling_get_known_at", "get as known at revision 1", "revisions")
     grows("scaling_backdated", "backdated put", "revisions")
     grows("scaling_revisions_page", "/revisions page", "revisions")
     grows("scaling_scheduled", "scheduled write", "pending writes")

@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS "{r}_history" (
 CREATE INDEX IF NOT EXISTS "{r}_history_at" ON "{r}_history" (id, updated, seq);
 CREATE INDEX IF NOT EXISTS "{r}_history_ahead" ON "{r}_history" (updated)
     WHERE known_from < updated;
+CREATE INDEX IF NOT EXISTS "{r}_history_ahead_id" ON "{r}_history" (id, updated, seq)
+    WHERE known_from < updated;
 CREATE TABLE IF NOT EXISTS "{r}_superseded" (
     id TEXT NOT NULL, rev INTEGER NOT NULL, updated INTEGER NOT NULL, seq INTEGER NOT NULL,
     valid_to INTEGER, doc TEXT, known_from INTEGER NOT NULL, end_known INTEGER,
@@ -170,9 +172,17 @@ class _Sql:
         # As believed at a time: the same seek, back past rows recorded later; a row
         # replaced since is in the (mostly empty) superseded table.
         believed = _BELIEVED.format(t=2, k=3)
-        self.history_known = (
-            f"SELECT {_HDOC} FROM {h} WHERE id = ?1 AND {believed}"
+        # The one row a get as known at ?3 (valid time ?2) can be: the latest known by
+        # then among rows that took effect after ?3 (scheduled ones, a partial index), or
+        # else among those in effect by ?3. Each skips only rows recorded after ?3.
+        self.known_ahead = (
+            f'SELECT {_HDOC} FROM {h} INDEXED BY "{r}_history_ahead_id" WHERE id = ?1'
+            " AND known_from < updated AND updated > ?3 AND updated <= ?2 AND known_from <= ?3"
             " ORDER BY updated DESC, seq DESC LIMIT 1"
+        )
+        self.known_by = (
+            f"SELECT {_HDOC} FROM {h} WHERE id = ?1 AND updated <= min(?2, ?3)"
+            " AND known_from <= ?3 ORDER BY updated DESC, seq DESC LIMIT 1"
         )
         self.closed_known = (
             f'SELECT {_HDOC} FROM "{r}_superseded" WHERE id = ?1'

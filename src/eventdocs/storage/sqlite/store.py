@@ -37,6 +37,7 @@ from eventdocs.storage.contract import (
     IndexSpec,
     ProjectionBatch,
     Tip,
+    believed,
 )
 from eventdocs.storage.sqlite.cancels import Taking
 from eventdocs.storage.sqlite.compile import _compile, _operand
@@ -499,10 +500,14 @@ class SQLiteStore:
     async def history_known(
         self, resource: str, id: str, *, toa: int, known_at: int
     ) -> Document | None:
-        # One row is believed at (known_at, toa), if any: in the history, or else
-        # among the (few) rows a correction closed since.
+        # One row is believed at (known_at, toa), if any: the history's one candidate
+        # (two index seeks), or else among the (few) rows a correction closed since.
         sql, params = self._res(resource), (id, toa, known_at)
-        rows = self._rows(sql.history_known, params) or self._rows(sql.closed_known, params)
+        rows = self._rows(sql.known_ahead, params) if toa > known_at else []
+        rows = rows or self._rows(sql.known_by, params)
+        if rows and believed(row := _document(rows[0]), toa, known_at):
+            return row
+        rows = self._rows(sql.closed_known, params)
         return _document(rows[0]) if rows else None
 
     async def query_known(
