@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import jsonpatch
 import msgspec
 
-from eventdocs.errors import NotFound
+from eventdocs.errors import ErrorDetail, InvalidRequest, NotFound
 from eventdocs.events import Cancel, Event
 from eventdocs.fold import (
     MISSING,
@@ -90,17 +90,22 @@ class DocumentReads:
         return (await self.revisions_page(doc_id))[1]
 
     async def revisions_page(
-        self, doc_id: str, *, limit: int | None = None, offset: int = 0
+        self, doc_id: str, *, limit: int | None = None, offset: int = 0, after: int | None = None
     ) -> tuple[int, list[Result]]:
         """How many events the document has, and a page of them with their
         outcomes, in valid-time order: what the fold says of each, computed
-        from the page alone (see :meth:`_outcomes`)."""
+        from the page alone (see :meth:`_outcomes`). ``after`` is a cursor: the
+        seq of one of the document's events; the page starts past it."""
         now = self.clock.now()
         head = await self.store.read_head(self.name, doc_id, after_toa=now)
         if head.seq == 0:
             raise NotFound(f"{self.name} {doc_id!r} has no history")
         total, events = await self.store.read_revisions(
-            self.name, doc_id, limit=2**62 if limit is None else limit, offset=offset
+            self.name,
+            doc_id,
+            limit=2**62 if limit is None else limit,
+            offset=offset,
+            after=await self._cursor(after, doc_id),
         )
         if events:
             await self.projector.sync(self.name, max(e.seq for e in events))
@@ -188,9 +193,27 @@ class DocumentReads:
         patch: list[dict[str, Any]] = jsonpatch.make_patch(sides[0], sides[1]).patch
         return patch
 
-    async def scheduled(self, *, limit: int = 50, offset: int = 0) -> tuple[int, list[Event]]:
-        """Writes recorded but not yet in effect, in the order they will apply."""
+    async def scheduled(
+        self, *, limit: int = 50, offset: int = 0, after: int | None = None
+    ) -> tuple[int, list[Event]]:
+        """Writes recorded but not yet in effect, in the order they will apply;
+        with ``after`` (an event's seq) those that apply after that event."""
         now = self.clock.now()
+        cursor = await self._cursor(after)
         total = await self.store.count_pending(self.name, now=now)
-        page = await self.store.read_pending(self.name, now=now, limit=limit, offset=offset)
+        page = await self.store.read_pending(
+            self.name, now=now, limit=limit, offset=offset, after=cursor
+        )
         return total, page
+
+    async def _cursor(self, seq: int | None, doc_id: str | None = None) -> tuple[int, int] | None:
+        """The ``(toa, seq)`` place of event ``seq`` (of ``doc_id``, if given): a
+        keyset cursor, stable while events are appended, unlike an offset."""
+        if seq is None:
+            return None
+        event = await self.store.read_event(self.name, seq)
+        if event is None or (doc_id is not None and event.id != doc_id):
+            whose = f"{self.name} {doc_id!r}" if doc_id is not None else self.name
+            message = f"{whose} has no event {seq}"
+            raise InvalidRequest(f"?after: {message}", [ErrorDetail("?after", message)])
+        return (event.toa, event.seq)

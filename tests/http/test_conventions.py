@@ -174,6 +174,43 @@ async def test_revisions_and_scheduled_pages_link_next(api: Api) -> None:
     assert _next(scheduled.headers.get("link")) == "/v1/post/_scheduled?limit=1&offset=1"
 
 
+async def _follow(api: Api, path: str | None) -> list[int]:
+    """The seqs of every page from ``path`` on, following ``after`` cursor links."""
+    seqs: list[int] = []
+    while path is not None:
+        page = await api.client.simulate_get(path)
+        assert page.status_code == 200, page.text
+        seqs += [r["seq"] for r in page.json["resources"]]
+        path = _next(page.headers.get("link"))
+        assert path is None or ("after=" in path and "offset" not in path)
+    return seqs
+
+
+async def test_revisions_and_scheduled_page_by_an_after_cursor(api: Api) -> None:
+    doc = await api.create(post())
+    path = f"/v1/post/{doc['id']}/revisions"
+    for n in range(4):
+        when = {"TOA": api.toa(60 + n)} if n % 2 else {}
+        await api.client.simulate_patch(
+            f"/v1/post/{doc['id']}", json={"title": f"v{n}"}, headers=when
+        )
+    everything = [r["seq"] for r in (await api.client.simulate_get(path)).json["resources"]]
+    assert len(everything) == 5
+    first = everything[0]
+    assert await _follow(api, f"{path}?limit=2&after={first}") == everything[1:]
+    pending = [
+        e["seq"] for e in (await api.client.simulate_get("/v1/post/_scheduled")).json["resources"]
+    ]
+    assert len(pending) == 2
+    assert await _follow(api, f"/v1/post/_scheduled?limit=1&after={pending[0]}") == pending[1:]
+    other = await api.create(post())
+    for bad in (f"{path}?after={first}&offset=1", f"{path}?after=x", f"{path}?after=999"):
+        result = await api.client.simulate_get(bad)
+        assert assert_problem(result, 400)["errors"][0]["path"] == "?after", bad
+    foreign = await api.client.simulate_get(f"/v1/post/{other['id']}/revisions?after={first}")
+    assert assert_problem(foreign, 400)["errors"][0]["path"] == "?after"
+
+
 # -- Prefer: return=minimal -----------------------------------------------------------
 
 

@@ -264,6 +264,16 @@ async def test_reads_of_the_log(store: EventStore, clock: ManualClock) -> None:
     valid = sorted(await store.read_document("post", "d0"), key=lambda e: (e.toa, e.seq))
     assert await store.read_revisions("post", "d0", limit=100) == (6, valid)
     assert await store.read_revisions("post", "d0", limit=2, offset=3) == (6, valid[3:5])
+    for k in range(len(valid)):  # past a cursor: the same as slicing the whole list
+        cursor = (valid[k].toa, valid[k].seq)
+        assert await store.read_revisions("post", "d0", limit=2, after=cursor) == (
+            6,
+            valid[k + 1 : k + 3],
+        )
+        assert await store.read_revisions("post", "d0", limit=9, offset=1, after=cursor) == (
+            6,
+            valid[k + 2 :],
+        )
     assert await store.read_revisions("post", "zz", limit=5) == (0, [])
     start = valid[2]
     assert await store.read_from("post", "d0", toa=start.toa, seq=start.seq) == valid[2:]
@@ -284,6 +294,31 @@ async def test_reads_of_the_log(store: EventStore, clock: ManualClock) -> None:
     assert [c.seq for c in await store.read_cancels("copy", [4, later.seq, 99])] == [14]
     for r in ("post", "copy"):
         assert await store.read_due(r, after_toa=T0 + 100, until_toa=2**62, max_seq=15) == []
+
+
+async def test_pending_pages_by_offset_or_cursor_as_the_whole_list(
+    store: EventStore, clock: ManualClock
+) -> None:
+    now = clock.now()
+    # TOAs with ties, appended out of TOA order, one cancelled, one already due.
+    toas = [now + 50, now + 10, now + 50, now + 30, now + 10, now - 5, now + 70]
+    for i, toa in enumerate(toas):
+        await store.append("post", [create(f"s{i}", toa=toa)])
+    await store.append("post", [cancel("s3", 4)])
+    pending = await store.read_pending("post", now=now, limit=100)
+    assert [(e.toa - now, e.seq) for e in pending] == [(10, 2), (10, 5), (50, 1), (50, 3), (70, 7)]
+    assert await store.count_pending("post", now=now) == 5
+    for k, e in enumerate(pending):
+        cursor = (e.toa, e.seq)
+        assert (
+            await store.read_pending("post", now=now, limit=2, after=cursor)
+            == pending[k + 1 : k + 3]
+        )
+        assert (
+            await store.read_pending("post", now=now, limit=9, offset=1, after=cursor)
+            == (pending[k + 2 :])
+        )
+        assert await store.read_pending("post", now=now, limit=2, offset=k) == pending[k : k + 2]
 
 
 async def test_due_writes_skip_cancels_that_came_in_time(

@@ -140,8 +140,12 @@ async def _deep_document(work: Path, sizes: Sequence[int], run: ScalingRun) -> N
                 await docs.cancel(result.event.seq)
 
             costs.setdefault("scheduled put + cancel", {})[n] = await _p50(cancel, 10, clock)
-            costs.setdefault("/revisions page", {})[n] = await _p50(
+            costs.setdefault("/revisions page at offset n/2", {})[n] = await _p50(
                 lambda: docs.revisions_page("deep", limit=50, offset=max(0, n // 2)), 20
+            )
+            mid = (await docs.revisions_page("deep", limit=1, offset=max(0, n // 2 - 1)))[1]
+            costs.setdefault("/revisions page after n/2", {})[n] = await _p50(
+                lambda: docs.revisions_page("deep", limit=50, after=mid[0].event.seq), 20
             )
     finally:
         await service.stop()
@@ -166,8 +170,13 @@ async def _pending(work: Path, sizes: Sequence[int], run: ScalingRun) -> None:
             costs.setdefault("scheduled write", {})[n] = await _p50(
                 lambda: docs.create({"title": "s"}, toa=later + 10**9), 30
             )
-            costs.setdefault("/_scheduled page", {})[n] = await _p50(
+            costs.setdefault("/_scheduled page at offset n/2", {})[n] = await _p50(
                 lambda: docs.scheduled(limit=50, offset=n // 2), 10
+            )
+            mid = (await docs.scheduled(limit=1, offset=max(0, n // 2 - 1)))[1]
+            after = mid[0].seq if mid else None
+            costs.setdefault("/_scheduled page after n/2", {})[n] = await _p50(
+                lambda: docs.scheduled(limit=50, after=after), 10
             )
             costs.setdefault("pending count (/healthz)", {})[n] = await _p50(
                 lambda: service.store.count_pending(RESOURCE, now=clock.now()), 50
@@ -316,8 +325,10 @@ def table(run: ScalingRun) -> str:
     groups = (
         ("revisions of the document", ("get", "get as known at revision 1", "put",
                                        "backdated put", "revert to revision 1",
-                                       "scheduled put + cancel", "/revisions page")),
-        ("writes pending", ("scheduled write", "/_scheduled page", "pending count (/healthz)")),
+                                       "scheduled put + cancel", "/revisions page at offset n/2",
+                                       "/revisions page after n/2")),
+        ("writes pending", ("scheduled write", "/_scheduled page at offset n/2",
+                            "/_scheduled page after n/2", "pending count (/healthz)")),
         ("documents", ("get now", "get as_of", "get known_at", "query now", "query as_of",
                        "query known_at")),
     )  # fmt: skip

@@ -480,7 +480,8 @@ def _scaling(
     grows("scaling_put", "put", "revisions")
     grows("scaling_get_known_at", "get as known at revision 1", "revisions")
     grows("scaling_backdated", "backdated put", "revisions")
-    grows("scaling_revisions_page", "/revisions page", "revisions")
+    grows("scaling_revisions_page", "/revisions page after n/2", "revisions")
+    grows("scaling_scheduled_page", "/_scheduled page after n/2", "pending writes")
     grows("scaling_scheduled", "scheduled write", "pending writes")
     biggest = max(run.costs["query now"])
     for op in ("query as_of", "query known_at"):

@@ -18,9 +18,17 @@ import falcon.asgi
 
 from eventdocs.http.query import pairs
 
-__all__ = ["link_next", "minimal"]
+__all__ = ["link_after", "link_next", "minimal"]
 
 _MINIMAL: Final = re.compile(r"(?:^|[,;\s])return\s*=\s*\"?minimal\"?(?:$|[,;\s])", re.IGNORECASE)
+
+
+def link_after(req: falcon.asgi.Request, resp: falcon.asgi.Response, last: str) -> None:
+    """Add ``Link: <path?…&after=LAST>; rel="next"``: a page read by the ``after``
+    cursor that has more after it (the responder read one item past the page)."""
+    params = [(k, v) for k, v in pairs(req.query_string) if k != "after"]
+    params.append(("after", last))
+    resp.append_link(f"{req.path}?{urlencode(params)}", "next")
 
 
 def link_next(

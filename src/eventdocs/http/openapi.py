@@ -37,6 +37,13 @@ __all__ = ["openapi_document"]
 
 _COUNT = {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}
 _LINK = {"$ref": f"{REF}/headers/Link"}
+_AFTER_EVENT = {
+    "name": "after",
+    "in": "query",
+    "description": "Keyset cursor: the events after event SEQ in this listing's order"
+    " (no offset); the next page's link carries it on.",
+    "schema": _COUNT,
+}
 
 
 def openapi_document(specs: Sequence[ResourceSpec]) -> dict[str, Any]:
@@ -382,7 +389,7 @@ class _Resource:
                         "200": json_content("Pending events", self.ref("EventPage"), Link=_LINK),
                         "400": problem(400),
                     },
-                    parameters=[param("Limit"), param("Offset")],
+                    parameters=[param("Limit"), param("Offset"), _AFTER_EVENT],
                 )
             }
         if requests & {"create", "update", "delete"}:
@@ -413,7 +420,7 @@ class _Resource:
                     "400": problem(400),
                     "404": problem(404),
                 },
-                parameters=[param("Limit"), param("Offset")],
+                parameters=[param("Limit"), param("Offset"), _AFTER_EVENT],
             ),
         }
         rev = {"name": "rev", "in": "path", "required": True, "schema": _COUNT}

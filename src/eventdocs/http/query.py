@@ -33,6 +33,7 @@ __all__ = [
     "Page",
     "ReadTimes",
     "pairs",
+    "parse_event_page",
     "parse_fields",
     "parse_page",
     "parse_query",
@@ -129,6 +130,19 @@ def parse_page(
         _integer(params, "limit", min(DEFAULT_LIMIT, max_limit), max_limit),
         _integer(params, "offset", 0, 2**62),
     )
+
+
+def parse_event_page(
+    params: Sequence[tuple[str, str]], *, max_limit: int = MAX_LIMIT
+) -> tuple[Page, int | None]:
+    """A page of a listing of events: ``limit`` and ``offset``, or ``limit`` and
+    ``after=SEQ``, a keyset cursor (the events that come after event SEQ)."""
+    page = parse_page(params, ("after",), max_limit=max_limit)
+    if _single(params, "after") is None:
+        return page, None
+    if any(k == "offset" for k, _ in params):
+        raise _bad("after", "give after or offset, not both")
+    return page, _integer(params, "after", 0, 2**62)
 
 
 def parse_fields(

@@ -35,13 +35,13 @@ from eventdocs.errors import (
     PreconditionFailed,
     ValidationFailed,
 )
-from eventdocs.http.conventions import link_next, minimal
+from eventdocs.http.conventions import link_after, link_next, minimal
 from eventdocs.http.custom import Extender, extender
 from eventdocs.http.errors import problem_for
 from eventdocs.http.query import (
     pairs,
+    parse_event_page,
     parse_fields,
-    parse_page,
     parse_query,
     parse_read,
     reject_unknown,
@@ -295,9 +295,17 @@ class CollectionResource(_Resource):
         return {"id": item.id, "status": 200, "document": await self._render(doc, "update")}
 
     async def on_get_scheduled(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        page = parse_page(pairs(req.query_string), max_limit=self.max_limit)
-        total, events = await self.documents.scheduled(limit=page.limit, offset=page.offset)
-        link_next(req, resp, page.offset, len(events), total)
+        page, after = parse_event_page(pairs(req.query_string), max_limit=self.max_limit)
+        # By the cursor: one event past the page says whether another page follows.
+        total, events = await self.documents.scheduled(
+            limit=page.limit + (after is not None), offset=page.offset, after=after
+        )
+        if after is None:
+            link_next(req, resp, page.offset, len(events), total)
+        elif len(events) > page.limit:
+            events = events[: page.limit]
+            if events:
+                link_after(req, resp, str(events[-1].seq))
         send(resp, {"total": total, "resources": [render_event(e) for e in events]})
 
     async def on_delete_cancel(
@@ -375,11 +383,16 @@ class DocumentResource(_Resource):
     async def on_get_revisions(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str
     ) -> None:
-        page = parse_page(pairs(req.query_string), max_limit=self.max_limit)
+        page, after = parse_event_page(pairs(req.query_string), max_limit=self.max_limit)
         total, chosen = await self.documents.revisions_page(
-            id, limit=page.limit, offset=page.offset
+            id, limit=page.limit + (after is not None), offset=page.offset, after=after
         )
-        link_next(req, resp, page.offset, len(chosen), total)
+        if after is None:
+            link_next(req, resp, page.offset, len(chosen), total)
+        elif len(chosen) > page.limit:
+            chosen = chosen[: page.limit]
+            if chosen:
+                link_after(req, resp, str(chosen[-1].event.seq))
         send(resp, {"total": total, "resources": [render_revision(r) for r in chosen]})
 
     async def on_get_revision(

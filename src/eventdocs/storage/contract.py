@@ -437,10 +437,17 @@ class EventStore(Protocol):
     # -- reads bounded by the answer -------------------------------------------
 
     async def read_revisions(
-        self, resource: str, id: str, *, limit: int, offset: int = 0
+        self,
+        resource: str,
+        id: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: tuple[int, int] | None = None,
     ) -> tuple[int, list[Event]]:
         """How many events document ``id`` has, and ``limit`` of them from ``offset``
-        in valid-time ``(toa, seq)`` order (cancels included): an index range."""
+        in valid-time ``(toa, seq)`` order (cancels included): an index range.
+        With ``after`` (a ``(toa, seq)`` cursor) the range starts past it: a seek."""
         ...
 
     async def read_from(self, resource: str, id: str, *, toa: int, seq: int) -> list[Event]:
@@ -486,10 +493,16 @@ class EventStore(Protocol):
         ...
 
     async def read_pending(
-        self, resource: str, *, now: int, limit: int, offset: int = 0
+        self,
+        resource: str,
+        *,
+        now: int,
+        limit: int,
+        offset: int = 0,
+        after: tuple[int, int] | None = None,
     ) -> list[Event]:
         """``limit`` of the writes :meth:`count_pending` counts, from ``offset``,
-        in ``(toa, seq)`` order."""
+        in ``(toa, seq)`` order; with ``after`` (a ``(toa, seq)`` cursor), past it."""
         ...
 
     # -- views ---------------------------------------------------------------

@@ -70,6 +70,11 @@ def _valid_order(event: Event) -> tuple[int, int]:
     return (event.toa, event.seq)
 
 
+def _past(events: list[Event], after: tuple[int, int] | None) -> list[Event]:
+    """``events`` (in valid-time order) past the ``(toa, seq)`` cursor ``after``."""
+    return events if after is None else [e for e in events if (e.toa, e.seq) > after]
+
+
 def _page(docs: list[Document], query: Query) -> tuple[int, list[Document]]:
     by_id = {d.id: d for d in docs}
     hits = [(d.id, d.data or {}) for d in docs if matches(d.id, d.data or {}, query.filters)]
@@ -351,10 +356,16 @@ class MemoryStore:
         return rows
 
     async def read_revisions(
-        self, resource: str, id: str, *, limit: int, offset: int = 0
+        self,
+        resource: str,
+        id: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: tuple[int, int] | None = None,
     ) -> tuple[int, list[Event]]:
-        events = sorted(await self.read_document(resource, id), key=lambda e: (e.toa, e.seq))
-        return len(events), events[offset : offset + limit]
+        events = sorted(await self.read_document(resource, id), key=_valid_order)
+        return len(events), _past(events, after)[offset : offset + limit]
 
     async def read_from(self, resource: str, id: str, *, toa: int, seq: int) -> list[Event]:
         events = await self.read_document(resource, id)
@@ -392,9 +403,15 @@ class MemoryStore:
         return len(self._due(resource, now, 2**62, 2**62))
 
     async def read_pending(
-        self, resource: str, *, now: int, limit: int, offset: int = 0
+        self,
+        resource: str,
+        *,
+        now: int,
+        limit: int,
+        offset: int = 0,
+        after: tuple[int, int] | None = None,
     ) -> list[Event]:
-        return self._due(resource, now, 2**62, 2**62)[offset : offset + limit]
+        return _past(self._due(resource, now, 2**62, 2**62), after)[offset : offset + limit]
 
     async def ensure_view(self, view: str) -> None:
         self._views.setdefault(view, _View())

@@ -27,7 +27,7 @@ from eventdocs.storage.loading import load_in_chunks
 from eventdocs.storage.mongodb.append import Appends
 from eventdocs.storage.mongodb.base import MIN_TIME, index_name, valid_name, wall
 from eventdocs.storage.mongodb.cancels import decide_cancels
-from eventdocs.storage.mongodb.codec import Doc, checkpoint_of, data_of
+from eventdocs.storage.mongodb.codec import Doc, checkpoint_of, data_of, event_of
 from eventdocs.storage.mongodb.errors import boundary, is_duplicate
 from eventdocs.storage.mongodb.keys import path_field
 from eventdocs.storage.mongodb.log import LogReads
@@ -199,11 +199,18 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
     # -- reads bounded by the answer (simple defaults over the methods above) --------
 
     async def read_revisions(
-        self, resource: str, id: str, *, limit: int, offset: int = 0
+        self,
+        resource: str,
+        id: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: tuple[int, int] | None = None,
     ) -> tuple[int, list[Event]]:
         """A page of the document's events in ``(toa, seq)`` order, and their count."""
         events = sorted(await self.read_document(resource, id), key=lambda e: (e.toa, e.seq))
-        return len(events), events[offset : offset + limit]
+        past = events if after is None else [e for e in events if (e.toa, e.seq) > after]
+        return len(events), past[offset : offset + limit]
 
     async def read_from(self, resource: str, id: str, *, toa: int, seq: int) -> list[Event]:
         """The document's events from ``(toa, seq)`` on, in that order."""
@@ -268,11 +275,31 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
         return await self.count_due(resource, after_toa=now, until_toa=2**62, max_seq=last)
 
     async def read_pending(
-        self, resource: str, *, now: int, limit: int, offset: int = 0
+        self,
+        resource: str,
+        *,
+        now: int,
+        limit: int,
+        offset: int = 0,
+        after: tuple[int, int] | None = None,
     ) -> list[Event]:
         """A page of what :meth:`count_pending` counts, in ``(toa, seq)`` order."""
         last = await self.last_seq(resource)
-        due = await self.read_due(
-            resource, after_toa=now, until_toa=2**62, max_seq=last, limit=offset + limit
-        )
-        return due[offset:]
+        if after is None:
+            due = await self.read_due(
+                resource, after_toa=now, until_toa=2**62, max_seq=last, limit=offset + limit
+            )
+            return due[offset:]
+        # From the cursor's TOA on (one index range, streamed), past the cursor itself.
+        r, skip = await self._res(resource), offset
+        out: list[Event] = []
+        async for doc in self._due(r, max(now, after[0] - 1), 2**62, last):
+            if (doc["toa"], doc["_id"]) <= after:
+                continue
+            if skip:
+                skip -= 1
+                continue
+            if len(out) >= limit:
+                break
+            out.append(event_of(doc))
+        return out

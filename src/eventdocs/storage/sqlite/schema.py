@@ -140,6 +140,11 @@ class _Sql:
         )
         self.pending = f"SELECT e.toa, e.seq, e.id {due}"
         self.pending_page = f"SELECT e.data {due} ORDER BY e.toa, e.seq LIMIT ?4 OFFSET ?5"
+        # Past a (toa, seq) cursor (?6, ?7): a seek on (toa, seq), not a skip.
+        self.pending_after = (
+            f"SELECT e.data {due} AND e.toa >= ?6 AND (e.toa > ?6 OR e.seq > ?7)"
+            " ORDER BY e.toa, e.seq LIMIT ?4 OFFSET ?5"
+        )
         self.del_history = f"DELETE FROM {h} WHERE id = ? AND rev >= ?"
         self.put_history = f"INSERT INTO {h} ({_HDOC}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         self.end_row = f"UPDATE {h} SET valid_to = ?, end_known = ? WHERE id = ? AND rev = ?"
@@ -192,6 +197,10 @@ class _Sql:
         # A document's events in valid-time order, from the (id, toa) index (seq is the
         # rowid, so the index is in (id, toa, seq) order): pages and re-folds seek.
         self.revisions = f"SELECT data FROM {log} WHERE id = ? ORDER BY toa, seq LIMIT ? OFFSET ?"
+        self.revisions_after = (
+            f"SELECT data FROM {log} WHERE id = ?1 AND toa >= ?4 AND (toa > ?4 OR seq > ?5)"
+            " ORDER BY toa, seq LIMIT ?2 OFFSET ?3"
+        )
         self.count_document = f"SELECT count(*) FROM {log} WHERE id = ?"
         self.read_from = (
             f"SELECT data FROM {log} WHERE id = ?1 AND toa >= ?2 AND (toa > ?2 OR seq >= ?3)"

@@ -540,11 +540,19 @@ class SQLiteStore:
     # -- reads bounded by the answer ------------------------------------------------
 
     async def read_revisions(
-        self, resource: str, id: str, *, limit: int, offset: int = 0
+        self,
+        resource: str,
+        id: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: tuple[int, int] | None = None,
     ) -> tuple[int, list[Event]]:
         sql = self._res(resource)
         total = (await self._read(sql.count_document, (id,)))[0][0]
-        return total, await self._read_events(sql.revisions, (id, limit, offset))
+        if after is None:
+            return total, await self._read_events(sql.revisions, (id, limit, offset))
+        return total, await self._read_events(sql.revisions_after, (id, limit, offset, *after))
 
     async def read_from(self, resource: str, id: str, *, toa: int, seq: int) -> list[Event]:
         return await self._read_events(self._res(resource).read_from, (id, toa, seq), quick=True)
@@ -602,10 +610,19 @@ class SQLiteStore:
         return pending.count(now)
 
     async def read_pending(
-        self, resource: str, *, now: int, limit: int, offset: int = 0
+        self,
+        resource: str,
+        *,
+        now: int,
+        limit: int,
+        offset: int = 0,
+        after: tuple[int, int] | None = None,
     ) -> list[Event]:
         sql = self._res(resource)
-        return await self._read_events(sql.pending_page, (now, MAX_TIME, 2**62, limit, offset))
+        params = (now, MAX_TIME, 2**62, limit, offset)
+        if after is None:
+            return await self._read_events(sql.pending_page, params)
+        return await self._read_events(sql.pending_after, (*params, *after))
 
     # -- views --------------------------------------------------------------------
 
