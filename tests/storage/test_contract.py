@@ -216,6 +216,7 @@ async def test_load_stream_continues_logs_and_refuses_what_appends_could_not_wri
     assert await store.load_stream(iter(copy)) == {"copy": 4}
     assert "copy" in await store.resources()
     assert await store.read_log("copy") == copy
+    assert (await store.read_revisions("copy", "a", limit=0))[0] == 3  # counted as appended
     last = copy[-1]
     bad = {
         "seq": msgspec.structs.replace(last, seq=6, id="z"),
@@ -292,6 +293,10 @@ async def test_reads_of_the_log(store: EventStore, clock: ManualClock) -> None:
     copied = await store.read_log("post", after=10)
     await store.load("copy", [msgspec.structs.replace(e, resource="copy") for e in copied])
     assert [c.seq for c in await store.read_cancels("copy", [4, later.seq, 99])] == [14]
+    for doc_id in ("d0", "d1", "zz"):  # loaded events are counted as appended ones
+        counted = (await store.read_revisions("copy", doc_id, limit=0))[0]
+        assert counted == (await store.read_revisions("post", doc_id, limit=0))[0]
+        assert counted == len(await store.read_document("post", doc_id))
     for r in ("post", "copy"):
         assert await store.read_due(r, after_toa=T0 + 100, until_toa=2**62, max_seq=15) == []
 

@@ -478,7 +478,7 @@ def _scaling(
         )
 
     grows("scaling_put", "put", "revisions")
-    grows("scaling_get_known_at", "get as known at revision 1", "revisions")
+    grows("scaling_get_known_at", "get as known at revision n/2", "revisions")
     grows("scaling_backdated", "backdated put", "revisions")
     grows("scaling_revisions_page", "/revisions page after n/2", "revisions")
     grows("scaling_scheduled_page", "/_scheduled page after n/2", "pending writes")

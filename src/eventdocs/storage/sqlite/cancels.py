@@ -19,8 +19,6 @@ from eventdocs.fold import cancel_failure
 
 __all__ = ["Taking", "decide_cancels", "taken"]
 
-_VERSION = 1  # PRAGMA user_version from which the target column holds decisions
-
 
 def taken(
     conn: sqlite3.Connection,
@@ -68,25 +66,19 @@ class Taking:
         return target
 
 
-def decide_cancels(conn: sqlite3.Connection) -> None:
-    """Record every cancel's outcome in a store written before ``target`` held it.
+def decide_cancels(conn: sqlite3.Connection, r: str) -> None:
+    """Record every cancel's outcome in a log written before ``target`` held it.
 
-    Once per file (``PRAGMA user_version``), in the opening transaction: the
-    cancels are read by the partial index on ``target``, in seq order, so an
-    earlier cancel's outcome is known to the later ones.
+    The cancels are read by the partial index on ``target``, in seq order, so
+    an earlier cancel's outcome is known to the later ones.
     """
-    if conn.execute("PRAGMA user_version").fetchone()[0] >= _VERSION:
-        return
-    for (r,) in conn.execute("SELECT name FROM eventdocs_resources").fetchall():
-        log = f'"{r}_revisions"'
-        cancels = conn.execute(
-            f"SELECT data FROM {log} WHERE target IS NOT NULL ORDER BY seq"
-        ).fetchall()
-        conn.execute(f"UPDATE {log} SET target = NULL WHERE target IS NOT NULL")
-        for (data,) in cancels:
-            cancel = decode_event(data)
-            if isinstance(cancel, Cancel):
-                took = taken(conn, r, cancel)
-                if took is not None:
-                    conn.execute(f"UPDATE {log} SET target = ? WHERE seq = ?", (took, cancel.seq))
-    conn.execute(f"PRAGMA user_version = {_VERSION}")
+    log = f'"{r}_revisions"'
+    cancels = conn.execute(f"SELECT data FROM {log} WHERE target IS NOT NULL ORDER BY seq")
+    rows = cancels.fetchall()
+    conn.execute(f"UPDATE {log} SET target = NULL WHERE target IS NOT NULL")
+    for (data,) in rows:
+        cancel = decode_event(data)
+        if isinstance(cancel, Cancel):
+            took = taken(conn, r, cancel)
+            if took is not None:
+                conn.execute(f"UPDATE {log} SET target = ? WHERE seq = ?", (took, cancel.seq))

@@ -18,7 +18,14 @@ from eventdocs.errors import DeclarationError, InvalidRequest
 from eventdocs.events import Cancel, Event, encode_event
 from eventdocs.storage.loading import check_cancel, check_next
 from eventdocs.storage.sqlite.cancels import taken
-from eventdocs.storage.sqlite.schema import _RESERVED, _RESOURCE_SCHEMA, _name, _run_script, _Sql
+from eventdocs.storage.sqlite.schema import (
+    _RESERVED,
+    _RESOURCE_SCHEMA,
+    _name,
+    _run_script,
+    _Sql,
+    count_events,
+)
 from eventdocs.storage.sqlite.writer import _Writer
 
 __all__ = ["load_log"]
@@ -45,7 +52,9 @@ def load_log(
 
     def flush(r: str) -> None:
         if pending.get(r):
-            c.executemany(sql[r].insert_event, pending.pop(r))
+            rows = pending.pop(r)
+            c.executemany(sql[r].insert_event, rows)
+            count_events(c, r, (row[1] for row in rows))
 
     for e in events:
         if stop.is_set():

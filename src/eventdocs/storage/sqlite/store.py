@@ -60,6 +60,7 @@ from eventdocs.storage.sqlite.schema import (
     _run_script,
     _Sql,
     _storage_error,
+    count_events,
     upgrade_history,
 )
 from eventdocs.storage.sqlite.writer import _Append, _Call, _Writer
@@ -307,6 +308,7 @@ class SQLiteStore:
                 for e in events
             ]  # fmt: skip
             c.executemany(sql.insert_event, rows)
+            count_events(c, resource, (e.id for e in events))
 
         await self._call(run, sync="FULL")
 
@@ -549,7 +551,7 @@ class SQLiteStore:
         after: tuple[int, int] | None = None,
     ) -> tuple[int, list[Event]]:
         sql = self._res(resource)
-        total = (await self._read(sql.count_document, (id,)))[0][0]
+        total = (await self._read(sql.count_document, (resource, id)))[0][0]
         if after is None:
             return total, await self._read_events(sql.revisions, (id, limit, offset))
         return total, await self._read_events(sql.revisions_after, (id, limit, offset, *after))
@@ -619,10 +621,12 @@ class SQLiteStore:
         after: tuple[int, int] | None = None,
     ) -> list[Event]:
         sql = self._res(resource)
-        params = (now, MAX_TIME, 2**62, limit, offset)
         if after is None:
-            return await self._read_events(sql.pending_page, params)
-        return await self._read_events(sql.pending_after, (*params, *after))
+            return await self._read_events(sql.pending_page, (now, MAX_TIME, 2**62, limit, offset))
+        since = max(now, after[0] - 1)  # the pending writes from the cursor's TOA on
+        return await self._read_events(
+            sql.pending_after, (since, MAX_TIME, 2**62, limit, offset, *after)
+        )
 
     # -- views --------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from eventdocs.storage.sqlite.schema import (
     _encode,
     _Sql,
     _storage_error,
+    count_events,
 )
 from eventdocs.times import MAX_TIME, Clock
 
@@ -301,6 +302,7 @@ class _Writer:
             for i in range(0, len(params), 7 * 500):
                 chunk = params[i : i + 7 * 500]
                 conn.execute(self.insert(r, len(chunk) // 7), chunk)
+            count_events(conn, r, params[1::7])
         if keys:
             conn.executemany("INSERT INTO eventdocs_keys VALUES (?, ?, ?, ?)", keys)
         for r, jobs in tipped.items():
