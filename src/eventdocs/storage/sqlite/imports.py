@@ -24,7 +24,6 @@ from eventdocs.storage.sqlite.schema import (
     _name,
     _run_script,
     _Sql,
-    count_events,
 )
 from eventdocs.storage.sqlite.writer import _Writer
 
@@ -52,9 +51,7 @@ def load_log(
 
     def flush(r: str) -> None:
         if pending.get(r):
-            rows = pending.pop(r)
-            c.executemany(sql[r].insert_event, rows)
-            count_events(c, r, (row[1] for row in rows))
+            c.executemany(sql[r].insert_event, pending.pop(r))
 
     for e in events:
         if stop.is_set():

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections import Counter
-from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -34,10 +32,8 @@ CREATE TABLE IF NOT EXISTS eventdocs_keys (
 CREATE TABLE IF NOT EXISTS eventdocs_view_checkpoints (
     view TEXT, resource TEXT, seq INTEGER NOT NULL, toa INTEGER NOT NULL,
     PRIMARY KEY (view, resource)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS eventdocs_counts (
-    resource TEXT, id TEXT, events INTEGER NOT NULL, PRIMARY KEY (resource, id)) WITHOUT ROWID;
 """
-_VERSION = 2  # PRAGMA user_version: 1 cancels record what they took, 2 events are counted
+_VERSION = 1  # PRAGMA user_version: 1 cancels record what they took
 _RESOURCE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS "{r}_revisions" (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL, action TEXT NOT NULL, toa INTEGER NOT NULL,
@@ -207,9 +203,7 @@ class _Sql:
             f"SELECT data FROM {log} WHERE id = ?1 AND toa >= ?4 AND (toa > ?4 OR seq > ?5)"
             " ORDER BY toa, seq LIMIT ?2 OFFSET ?3"
         )
-        self.count_document = (
-            "SELECT coalesce(max(events), 0) FROM eventdocs_counts WHERE resource = ? AND id = ?"
-        )
+        self.count_document = f"SELECT count(*) FROM {log} WHERE id = ?"
         self.read_from = (
             f"SELECT data FROM {log} WHERE id = ?1 AND toa >= ?2 AND (toa > ?2 OR seq >= ?3)"
             " ORDER BY toa, seq"
@@ -286,25 +280,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     if version < 1:
         for r in resources:
             decide_cancels(conn, r)
-    if version < 2:  # one pass over each log's id index
-        for r in resources:
-            conn.execute("DELETE FROM eventdocs_counts WHERE resource = ?", (r,))
-            conn.execute(
-                f'INSERT INTO eventdocs_counts SELECT ?, id, count(*) FROM "{r}_revisions"'
-                " GROUP BY id",
-                (r,),
-            )
     conn.execute(f"PRAGMA user_version = {_VERSION}")
-
-
-def count_events(conn: sqlite3.Connection, resource: str, ids: Iterable[str]) -> None:
-    """Add the events just inserted (their ids) to each document's count, in the same
-    transaction: a ``/revisions`` page reads its total in one seek."""
-    conn.executemany(
-        "INSERT INTO eventdocs_counts VALUES (?, ?, ?) ON CONFLICT (resource, id)"
-        " DO UPDATE SET events = events + excluded.events",
-        [(resource, i, n) for i, n in Counter(ids).items()],
-    )
 
 
 def _storage_error(exc: sqlite3.Error) -> StorageError:

@@ -60,7 +60,6 @@ from eventdocs.storage.sqlite.schema import (
     _run_script,
     _Sql,
     _storage_error,
-    count_events,
     upgrade_history,
 )
 from eventdocs.storage.sqlite.writer import _Append, _Call, _Writer
@@ -308,7 +307,6 @@ class SQLiteStore:
                 for e in events
             ]  # fmt: skip
             c.executemany(sql.insert_event, rows)
-            count_events(c, resource, (e.id for e in events))
 
         await self._call(run, sync="FULL")
 
@@ -551,7 +549,7 @@ class SQLiteStore:
         after: tuple[int, int] | None = None,
     ) -> tuple[int, list[Event]]:
         sql = self._res(resource)
-        total = (await self._read(sql.count_document, (resource, id)))[0][0]
+        total = (await self._read(sql.count_document, (id,)))[0][0]
         if after is None:
             return total, await self._read_events(sql.revisions, (id, limit, offset))
         return total, await self._read_events(sql.revisions_after, (id, limit, offset, *after))

@@ -29,7 +29,6 @@ from eventdocs.storage.sqlite.schema import (
     _encode,
     _Sql,
     _storage_error,
-    count_events,
 )
 from eventdocs.times import MAX_TIME, Clock
 
@@ -302,7 +301,6 @@ class _Writer:
             for i in range(0, len(params), 7 * 500):
                 chunk = params[i : i + 7 * 500]
                 conn.execute(self.insert(r, len(chunk) // 7), chunk)
-            count_events(conn, r, params[1::7])
         if keys:
             conn.executemany("INSERT INTO eventdocs_keys VALUES (?, ?, ?, ?)", keys)
         for r, jobs in tipped.items():
