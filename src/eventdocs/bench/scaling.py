@@ -228,7 +228,7 @@ async def _documents(work: Path, sizes: Sequence[int], run: ScalingRun) -> None:
                 lambda: docs.query(_QUERY, as_of=past), samples
             )
             costs.setdefault("query known_at", {})[n] = await _p50(
-                lambda: docs.query(_QUERY, known_at=past), 3
+                lambda: docs.query(_QUERY, known_at=past), samples
             )
         heaviest = lambda: docs.query(_QUERY, known_at=past)  # noqa: E731
         target = Workload(documents=have).ids()[have // 2]

@@ -179,17 +179,17 @@ class _Sql:
         # As believed at a time: the same seek, back past rows recorded later; a row
         # replaced since is in the (mostly empty) superseded table.
         believed = _BELIEVED.format(t=2, k=3)
-        # The one row a get as known at ?3 (valid time ?2) can be: the latest known by
-        # then among rows that took effect after ?3 (scheduled ones, a partial index), or
-        # else among those in effect by ?3. Each skips only rows recorded after ?3.
+        # The two rows a get as known at ?3 (valid time ?2) can be: the latest known by
+        # then among those in effect by ?3, and among the rows that took effect after ?3
+        # (scheduled ones, a partial index). Each seek skips only rows recorded after ?3.
+        self.known_by = (
+            f"SELECT {_HDOC} FROM {h} WHERE id = ?1 AND updated <= min(?2, ?3)"
+            " AND known_from <= ?3 ORDER BY updated DESC, seq DESC LIMIT 1"
+        )
         self.known_ahead = (
             f'SELECT {_HDOC} FROM {h} INDEXED BY "{r}_history_ahead_id" WHERE id = ?1'
             " AND known_from < updated AND updated > ?3 AND updated <= ?2 AND known_from <= ?3"
             " ORDER BY updated DESC, seq DESC LIMIT 1"
-        )
-        self.known_by = (
-            f"SELECT {_HDOC} FROM {h} WHERE id = ?1 AND updated <= min(?2, ?3)"
-            " AND known_from <= ?3 ORDER BY updated DESC, seq DESC LIMIT 1"
         )
         self.closed_known = (
             f'SELECT {_HDOC} FROM "{r}_superseded" WHERE id = ?1'

@@ -500,15 +500,15 @@ class SQLiteStore:
     async def history_known(
         self, resource: str, id: str, *, toa: int, known_at: int
     ) -> Document | None:
-        # One row is believed at (known_at, toa), if any: the history's one candidate
-        # (two index seeks), or else among the (few) rows a correction closed since.
+        # One row is believed at (known_at, toa), if any: one of the history's two
+        # candidates (an index seek each; the first nearly always), or else one of the
+        # (few) rows a correction closed since.
         sql, params = self._res(resource), (id, toa, known_at)
-        rows = self._rows(sql.known_ahead, params) if toa > known_at else []
-        rows = rows or self._rows(sql.known_by, params)
-        if rows and believed(row := _document(rows[0]), toa, known_at):
-            return row
-        rows = self._rows(sql.closed_known, params)
-        return _document(rows[0]) if rows else None
+        for candidates in (sql.known_by, sql.known_ahead, sql.closed_known):
+            rows = self._rows(candidates, params)
+            if rows and believed(row := _document(rows[0]), toa, known_at):
+                return row
+        return None
 
     async def query_known(
         self, resource: str, query: Query, *, toa: int, known_at: int
