@@ -820,5 +820,12 @@ async def test_an_older_log_gets_each_cancel_decided_by_the_fold_once() -> None:
         assert [c.seq for c in await store.read_cancels("post", [2, 5])] == [4]
         due = await store.read_due("post", after_toa=now, until_toa=2**62, max_seq=6)
         assert [e.seq for e in due] == [5]
+        # A run killed after marking some cancels, before its own mark: decided again
+        # whole, the marks it left not counted as earlier cancels.
+        await store._coll("eventdocs_counters").update_one(
+            {"_id": "post"}, {"$unset": {"cancels_decided": ""}}
+        )
+        await store.ensure_resource("post")
+        assert [c.seq for c in await store.read_cancels("post", [2, 5])] == [4]
     finally:
         await discard(store)

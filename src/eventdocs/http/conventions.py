@@ -11,14 +11,17 @@ on a write answers without the document (``201``/``204`` with ``ETag`` and
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Callable
+from typing import Final, TypeVar
 from urllib.parse import urlencode
 
 import falcon.asgi
 
 from eventdocs.http.query import pairs
 
-__all__ = ["link_after", "link_next", "minimal"]
+__all__ = ["link_after", "link_next", "link_page", "minimal"]
+
+T = TypeVar("T")
 
 _MINIMAL: Final = re.compile(r"(?:^|[,;\s])return\s*=\s*\"?minimal\"?(?:$|[,;\s])", re.IGNORECASE)
 
@@ -29,6 +32,29 @@ def link_after(req: falcon.asgi.Request, resp: falcon.asgi.Response, last: str) 
     params = [(k, v) for k, v in pairs(req.query_string) if k != "after"]
     params.append(("after", last))
     resp.append_link(f"{req.path}?{urlencode(params)}", "next")
+
+
+def link_page(
+    req: falcon.asgi.Request,
+    resp: falcon.asgi.Response,
+    items: list[T],
+    *,
+    limit: int,
+    offset: int,
+    total: int,
+    after: int | None,
+    seq: Callable[[T], int],
+) -> list[T]:
+    """The page of an event listing, with its next page's ``Link``: by ``offset``,
+    or by the ``after`` cursor, for which the responder read one item past the
+    page (``limit + 1``) to know whether another page follows."""
+    if after is None:
+        link_next(req, resp, offset, len(items), total)
+        return items
+    page = items[:limit]
+    if len(items) > limit and page:
+        link_after(req, resp, str(seq(page[-1])))
+    return page
 
 
 def link_next(

@@ -35,7 +35,7 @@ from eventdocs.errors import (
     PreconditionFailed,
     ValidationFailed,
 )
-from eventdocs.http.conventions import link_after, link_next, minimal
+from eventdocs.http.conventions import link_next, link_page, minimal
 from eventdocs.http.custom import Extender, extender
 from eventdocs.http.errors import problem_for
 from eventdocs.http.query import (
@@ -296,16 +296,13 @@ class CollectionResource(_Resource):
 
     async def on_get_scheduled(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         page, after = parse_event_page(pairs(req.query_string), max_limit=self.max_limit)
-        # By the cursor: one event past the page says whether another page follows.
         total, events = await self.documents.scheduled(
             limit=page.limit + (after is not None), offset=page.offset, after=after
         )
-        if after is None:
-            link_next(req, resp, page.offset, len(events), total)
-        elif len(events) > page.limit:
-            events = events[: page.limit]
-            if events:
-                link_after(req, resp, str(events[-1].seq))
+        events = link_page(
+            req, resp, events, limit=page.limit, offset=page.offset, total=total, after=after,
+            seq=lambda e: e.seq,
+        )  # fmt: skip
         send(resp, {"total": total, "resources": [render_event(e) for e in events]})
 
     async def on_delete_cancel(
@@ -387,12 +384,10 @@ class DocumentResource(_Resource):
         total, chosen = await self.documents.revisions_page(
             id, limit=page.limit + (after is not None), offset=page.offset, after=after
         )
-        if after is None:
-            link_next(req, resp, page.offset, len(chosen), total)
-        elif len(chosen) > page.limit:
-            chosen = chosen[: page.limit]
-            if chosen:
-                link_after(req, resp, str(chosen[-1].event.seq))
+        chosen = link_page(
+            req, resp, chosen, limit=page.limit, offset=page.offset, total=total, after=after,
+            seq=lambda r: r.event.seq,
+        )  # fmt: skip
         send(resp, {"total": total, "resources": [render_revision(r) for r in chosen]})
 
     async def on_get_revision(

@@ -4,8 +4,9 @@ Every backend's ``load_stream`` applies the same three rules, so an import
 can never leave a log its own appends could not have written: seqs continue
 the log one by one, ``recorded_at`` never goes backwards, and a cancel names
 an earlier, not-cancel event of its own document and takes effect when it is
-recorded (so whether it cancels is known then: each store records it). The declarations' rules
-(schemas, ids, time ranges) are checked before, by :mod:`eventdocs.importing`.
+recorded (so whether it cancels is known then: each store records it). The
+declarations' rules (schemas, ids, time ranges) are checked before, by
+:mod:`eventdocs.importing`.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ async def taken(log: Any, events: Sequence[Event], *, stored: bool = True) -> di
         return {}
     batch = {e.seq: e for e in events}
     wanted = sorted({c.target for c in cancels})
-    stored = log.find({"_id": {"$in": [t for t in wanted if t not in batch]}})
-    found = {e.seq: e async for e in _events(stored)}
+    targets = log.find({"_id": {"$in": [t for t in wanted if t not in batch]}})
+    found = {e.seq: e async for e in _events(targets)}
     took: set[int] = set()
     if stored:
         takers = log.find({"took": {"$in": wanted}}, {"took": 1})

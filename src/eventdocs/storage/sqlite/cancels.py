@@ -16,13 +16,16 @@ from collections.abc import Container, Mapping
 
 from eventdocs.events import Cancel, Event, decode_event
 from eventdocs.fold import cancel_failure
+from eventdocs.storage.sqlite.schema import _Sql
 
 __all__ = ["Taking", "decide_cancels", "taken"]
+
+_VERSION = 1  # PRAGMA user_version from which the target column holds decisions
 
 
 def taken(
     conn: sqlite3.Connection,
-    r: str,
+    sql: _Sql,
     cancel: Cancel,
     fresh: Mapping[int, Event] = {},
     fresh_taken: Container[int] = (),
@@ -34,14 +37,10 @@ def taken(
     """
     target = fresh.get(cancel.target)
     if target is None:
-        row = conn.execute(f'SELECT data FROM "{r}_revisions" WHERE seq = ?', (cancel.target,))
-        found = row.fetchone()
+        found = conn.execute(sql.read_event, (cancel.target,)).fetchone()
         target = None if found is None else decode_event(found[0])
-    cancelled = cancel.target in fresh_taken or (
-        conn.execute(
-            f'SELECT 1 FROM "{r}_revisions" WHERE target = ? LIMIT 1', (cancel.target,)
-        ).fetchone()
-        is not None
+    cancelled = cancel.target in fresh_taken or bool(
+        conn.execute(sql.cancels, (f"[{cancel.target}]",)).fetchone()
     )
     return None if cancel_failure(cancel, target, cancelled=cancelled) else cancel.target
 
@@ -50,8 +49,8 @@ class Taking:
     """The writes a transaction's cancels take, its events added in seq order
     before they are inserted (a batch of appends, a loaded chunk)."""
 
-    def __init__(self, conn: sqlite3.Connection, r: str) -> None:
-        self.conn, self.r = conn, r
+    def __init__(self, conn: sqlite3.Connection, sql: _Sql) -> None:
+        self.conn, self.sql = conn, sql
         self.fresh: dict[int, Event] = {}
         self.took: set[int] = set()
 
@@ -59,26 +58,28 @@ class Taking:
         """The write ``event`` takes, if it is a cancel that takes one."""
         target = None
         if isinstance(event, Cancel):
-            target = taken(self.conn, self.r, event, self.fresh, self.took)
+            target = taken(self.conn, self.sql, event, self.fresh, self.took)
             if target is not None:
                 self.took.add(target)
         self.fresh[event.seq] = event
         return target
 
 
-def decide_cancels(conn: sqlite3.Connection, r: str) -> None:
-    """Record every cancel's outcome in a log written before ``target`` held it.
+def decide_cancels(conn: sqlite3.Connection) -> None:
+    """Record every cancel's outcome in a store written before ``target`` held it.
 
-    The cancels are read by the partial index on ``target``, in seq order, so
+    Once per file (``PRAGMA user_version``), in the opening transaction: each
+    log's cancels are read by the partial index on ``target``, in seq order, so
     an earlier cancel's outcome is known to the later ones.
     """
-    log = f'"{r}_revisions"'
-    cancels = conn.execute(f"SELECT data FROM {log} WHERE target IS NOT NULL ORDER BY seq")
-    rows = cancels.fetchall()
-    conn.execute(f"UPDATE {log} SET target = NULL WHERE target IS NOT NULL")
-    for (data,) in rows:
-        cancel = decode_event(data)
-        if isinstance(cancel, Cancel):
-            took = taken(conn, r, cancel)
-            if took is not None:
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= _VERSION:
+        return
+    for (r,) in conn.execute("SELECT name FROM eventdocs_resources").fetchall():
+        sql, log = _Sql(r), f'"{r}_revisions"'
+        rows = conn.execute(f"SELECT data FROM {log} WHERE target IS NOT NULL ORDER BY seq")
+        cancels = [decode_event(data) for (data,) in rows.fetchall()]
+        conn.execute(f"UPDATE {log} SET target = NULL WHERE target IS NOT NULL")
+        for cancel in cancels:
+            if isinstance(cancel, Cancel) and (took := taken(conn, sql, cancel)) is not None:
                 conn.execute(f"UPDATE {log} SET target = ? WHERE seq = ?", (took, cancel.seq))
+    conn.execute(f"PRAGMA user_version = {_VERSION}")

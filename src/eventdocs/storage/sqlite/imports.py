@@ -74,7 +74,7 @@ def load_log(
             flush(r)
             found = c.execute(sql[r].read_event.replace("data", "id, action"), (e.target,))
             check_cancel(e, found.fetchone())
-            target = taken(c, r, e)
+            target = taken(c, sql[r], e)
         rows = pending.setdefault(r, [])
         rows.append((e.seq, e.id, e.action, e.toa, e.recorded_at, target,
                      encode_event(e).decode()))  # fmt: skip

@@ -14,7 +14,6 @@ from eventdocs.errors import (
     StoreUnavailable,
 )
 from eventdocs.storage.contract import Checkpoint, Document
-from eventdocs.storage.sqlite.cancels import decide_cancels
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RESERVED = re.compile(r"^(eventdocs_|view_)|_(revisions|history|superseded)$")
@@ -33,7 +32,6 @@ CREATE TABLE IF NOT EXISTS eventdocs_view_checkpoints (
     view TEXT, resource TEXT, seq INTEGER NOT NULL, toa INTEGER NOT NULL,
     PRIMARY KEY (view, resource)) WITHOUT ROWID;
 """
-_VERSION = 1  # PRAGMA user_version: 1 cancels record what they took
 _RESOURCE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS "{r}_revisions" (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL, action TEXT NOT NULL, toa INTEGER NOT NULL,
@@ -268,19 +266,10 @@ def _checkpoint(c: sqlite3.Connection, resource: str) -> Checkpoint:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a store written by an older eventdocs up to this schema, in the opening
-    transaction, each step once (``PRAGMA user_version``)."""
+    """Bring a store written by an older eventdocs up to this schema."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(eventdocs_keys)")}
     if "fingerprint" not in columns:
         conn.execute("ALTER TABLE eventdocs_keys ADD COLUMN fingerprint TEXT")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version >= _VERSION:
-        return
-    resources = [r for (r,) in conn.execute("SELECT name FROM eventdocs_resources").fetchall()]
-    if version < 1:
-        for r in resources:
-            decide_cancels(conn, r)
-    conn.execute(f"PRAGMA user_version = {_VERSION}")
 
 
 def _storage_error(exc: sqlite3.Error) -> StorageError:

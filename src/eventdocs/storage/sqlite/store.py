@@ -39,7 +39,7 @@ from eventdocs.storage.contract import (
     Tip,
     believed,
 )
-from eventdocs.storage.sqlite.cancels import Taking
+from eventdocs.storage.sqlite.cancels import Taking, decide_cancels
 from eventdocs.storage.sqlite.compile import _compile, _operand
 from eventdocs.storage.sqlite.imports import load_log
 from eventdocs.storage.sqlite.owner import Ownership, claim
@@ -197,6 +197,7 @@ class SQLiteStore:
             self._writer.thread.start()
             await self._call(partial(_run_script, _SCHEMA.split(";")))
             await self._call(_migrate)
+            await self._call(decide_cancels)  # once per file
             await self._call(drop_leftovers)  # of a rebuild killed before its swap
             self._open_reader(read_only=False)
         except BaseException:
@@ -300,7 +301,7 @@ class SQLiteStore:
             last = writer.tail(c, resource)[0]
             if [e.seq for e in events] != list(range(last + 1, last + 1 + len(events))):
                 raise InvalidRequest(f"imported seqs must continue the log at {last + 1}")
-            taking = Taking(c, resource)
+            taking = Taking(c, sql)
             rows = [
                 (e.seq, e.id, e.__struct_config__.tag, e.toa, e.recorded_at, taking.add(e),
                  encode_event(e).decode())

@@ -279,7 +279,7 @@ class _Writer:
                 e = d.record(r, seq, recorded)
                 events.append(e)
                 heads[(r, d.id)] = seq
-                target = (taking.get(r) or taking.setdefault(r, Taking(conn, r))).add(e)
+                target = (taking.get(r) or taking.setdefault(r, Taking(conn, self.sql(r)))).add(e)
                 took_here.append(target)
                 out += (seq, d.id, d.action, e.toa, recorded, target, encode_event(e).decode())
             tails[r] = (seq, recorded)
