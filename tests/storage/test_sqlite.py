@@ -353,3 +353,39 @@ async def test_an_older_log_gets_each_cancel_decided_by_the_fold_once(tmp_path: 
         assert (await store.get("post", "b")).data == {"n": 2}  # type: ignore[union-attr]
     finally:
         await store.close()
+
+
+async def test_an_older_log_gets_its_events_numbered_once(tmp_path: Path) -> None:
+    """Before each event carried ``n``, its place in its document's log, a document's
+    event count was counted: the first writable open numbers them, once; a read-only
+    open of such a file counts."""
+    clock = ManualClock()
+    path = tmp_path / "old.db"
+    store = SQLiteStore(path, clock=clock)
+    await store.open()
+    await store.ensure_resource("post")
+    for i in range(3):
+        await store.append("post", [create("a", i=i), create(f"b{i}")] if i else [create("a")])
+    await store.close()
+    with sqlite3.connect(path) as conn:  # as an older eventdocs wrote the log
+        conn.execute("ALTER TABLE post_revisions DROP COLUMN n")
+        conn.execute("PRAGMA user_version = 1")
+    reader = SQLiteStore(path, readonly=True)
+    await reader.open()
+    try:
+        assert (await reader.read_revisions("post", "a", limit=1))[0] == 3
+    finally:
+        await reader.close()
+    store = SQLiteStore(path, clock=clock)
+    await store.open()
+    try:
+        assert await store.pragma("user_version") == 2
+        totals = [(await store.read_revisions("post", i, limit=0))[0] for i in ("a", "b1", "z")]
+        assert totals == [3, 1, 0]
+        await store.append("post", [Draft(action="update", id="a", body={"i": 9})])
+        assert (await store.read_revisions("post", "a", limit=0))[0] == 4
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        numbers = conn.execute("SELECT id, n FROM post_revisions ORDER BY seq").fetchall()
+    assert numbers == [("a", 1), ("a", 2), ("b1", 1), ("a", 3), ("b2", 1), ("a", 4)]

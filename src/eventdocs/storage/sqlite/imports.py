@@ -18,6 +18,7 @@ from eventdocs.errors import DeclarationError, InvalidRequest
 from eventdocs.events import Cancel, Event, encode_event
 from eventdocs.storage.loading import check_cancel, check_next
 from eventdocs.storage.sqlite.cancels import taken
+from eventdocs.storage.sqlite.ordinals import Ordinals
 from eventdocs.storage.sqlite.schema import (
     _RESERVED,
     _RESOURCE_SCHEMA,
@@ -48,6 +49,7 @@ def load_log(
     tails: dict[str, tuple[int, int | None]] = {}
     pending: dict[str, list[tuple[Any, ...]]] = {}
     sql: dict[str, _Sql] = {}
+    ordinals: dict[str, Ordinals] = {}
 
     def flush(r: str) -> None:
         if pending.get(r):
@@ -64,6 +66,7 @@ def load_log(
                 _run_script(_RESOURCE_SCHEMA.format(r=r).split(";"), c)
                 created.add(r)
             sql[r] = _Sql(r)
+            ordinals[r] = Ordinals(c, sql[r])
             writer.tails.pop(r, None)  # appends after this must see these events
             writer.pending.pop(r, None)
             last, recorded = writer.tail(c, r)
@@ -77,7 +80,7 @@ def load_log(
             target = taken(c, sql[r], e)
         rows = pending.setdefault(r, [])
         rows.append((e.seq, e.id, e.action, e.toa, e.recorded_at, target,
-                     encode_event(e).decode()))  # fmt: skip
+                     encode_event(e).decode(), ordinals[r].add(e.id, e.seq)))  # fmt: skip
         if len(rows) >= 5000:
             flush(r)
         tails[r] = (e.seq, e.recorded_at)

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS eventdocs_view_checkpoints (
 _RESOURCE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS "{r}_revisions" (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL, action TEXT NOT NULL, toa INTEGER NOT NULL,
-    recorded_at INTEGER NOT NULL, target INTEGER, data TEXT NOT NULL);
+    recorded_at INTEGER NOT NULL, target INTEGER, data TEXT NOT NULL, n INTEGER);
 CREATE INDEX IF NOT EXISTS "{r}_revisions_id" ON "{r}_revisions" (id);
 CREATE INDEX IF NOT EXISTS "{r}_revisions_toa" ON "{r}_revisions" (toa, seq);
 CREATE INDEX IF NOT EXISTS "{r}_revisions_next" ON "{r}_revisions" (id, toa)
@@ -87,9 +87,9 @@ _ALIVE = "updated <= ?1 AND (valid_to IS NULL OR valid_to > ?1) AND doc IS NOT N
 class _Sql:
     """Every statement of one resource, formatted once."""
 
-    def __init__(self, r: str) -> None:
+    def __init__(self, r: str, *, numbered: bool = True) -> None:
         log, h = f'"{r}_revisions"', f'"{r}_history"'
-        self.insert_event = f"INSERT INTO {log} VALUES (?, ?, ?, ?, ?, ?, ?)"
+        self.insert_event = f"INSERT INTO {log} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         self.tail = f"SELECT seq, recorded_at FROM {log} ORDER BY seq DESC LIMIT 1"
         self.by_seqs = f"SELECT data FROM {log} WHERE seq IN (SELECT value FROM json_each(?))"
         self.read_log = f"SELECT data FROM {log} WHERE seq > ? ORDER BY seq LIMIT ?"
@@ -105,8 +105,10 @@ class _Sql:
             " ORDER BY toa DESC, seq DESC LIMIT 1)"
         )
         self.last_seq = f"SELECT coalesce(max(seq), 0) FROM {log}"
-        # What a write is decided on: one index seek each, however long the history.
-        self.head = f"SELECT seq FROM {log} WHERE id = ? ORDER BY seq DESC LIMIT 1"
+        # What a write is decided on, and its document's event count (.ordinals): one
+        # index seek, however long the history.
+        n = "n" if numbered else "NULL"
+        self.head = f"SELECT seq, {n} FROM {log} WHERE id = ? ORDER BY seq DESC LIMIT 1"
         # The next write that takes effect: one a cancel took never does.
         self.next_write = (
             f"SELECT min(e.toa) FROM {log} AS e WHERE e.id = ?1 AND e.toa > ?2"
@@ -201,7 +203,11 @@ class _Sql:
             f"SELECT data FROM {log} WHERE id = ?1 AND toa >= ?4 AND (toa > ?4 OR seq > ?5)"
             " ORDER BY toa, seq LIMIT ?2 OFFSET ?3"
         )
-        self.count_document = f"SELECT count(*) FROM {log} WHERE id = ?"
+        self.count_document = (
+            f"SELECT coalesce((SELECT n FROM {log} WHERE id = ? ORDER BY seq DESC LIMIT 1), 0)"
+            if numbered
+            else f"SELECT count(*) FROM {log} WHERE id = ?"  # an older file, read-only
+        )
         self.read_from = (
             f"SELECT data FROM {log} WHERE id = ?1 AND toa >= ?2 AND (toa > ?2 OR seq >= ?3)"
             " ORDER BY toa, seq"

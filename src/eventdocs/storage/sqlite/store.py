@@ -42,6 +42,7 @@ from eventdocs.storage.contract import (
 from eventdocs.storage.sqlite.cancels import Taking, decide_cancels
 from eventdocs.storage.sqlite.compile import _compile, _operand
 from eventdocs.storage.sqlite.imports import load_log
+from eventdocs.storage.sqlite.ordinals import Ordinals, number_events, numbered
 from eventdocs.storage.sqlite.owner import Ownership, claim
 from eventdocs.storage.sqlite.projection import write_batch
 from eventdocs.storage.sqlite.readers import Readers, connect_reader, open_error
@@ -198,6 +199,7 @@ class SQLiteStore:
             await self._call(partial(_run_script, _SCHEMA.split(";")))
             await self._call(_migrate)
             await self._call(decide_cancels)  # once per file
+            await self._call(number_events)  # once per file
             await self._call(drop_leftovers)  # of a rebuild killed before its swap
             self._open_reader(read_only=False)
         except BaseException:
@@ -221,8 +223,9 @@ class SQLiteStore:
         connect = partial(connect_reader, self.path, read_only=read_only)
         self._readers = Readers(connect)
         self._quick = Readers(connect, workers=1)
+        counted = numbered(conn)
         for (name,) in self._rows("SELECT name FROM eventdocs_resources"):
-            self._sql[name] = _Sql(name)
+            self._sql[name] = _Sql(name, numbered=counted)
         tables = self._rows("SELECT name FROM sqlite_master WHERE name GLOB 'view_*'")
         self._views.update(name.removeprefix("view_") for (name,) in tables)
 
@@ -301,10 +304,10 @@ class SQLiteStore:
             last = writer.tail(c, resource)[0]
             if [e.seq for e in events] != list(range(last + 1, last + 1 + len(events))):
                 raise InvalidRequest(f"imported seqs must continue the log at {last + 1}")
-            taking = Taking(c, sql)
+            taking, ordinals = Taking(c, sql), Ordinals(c, sql)
             rows = [
                 (e.seq, e.id, e.__struct_config__.tag, e.toa, e.recorded_at, taking.add(e),
-                 encode_event(e).decode())
+                 encode_event(e).decode(), ordinals.add(e.id, e.seq))
                 for e in events
             ]  # fmt: skip
             c.executemany(sql.insert_event, rows)

@@ -23,6 +23,7 @@ from eventdocs.errors import KeyReused, LimitExceeded, Stale
 from eventdocs.events import Draft, Event, decode_event, encode_event
 from eventdocs.storage.contract import Appended, Guard, Tip
 from eventdocs.storage.sqlite.cancels import Taking
+from eventdocs.storage.sqlite.ordinals import Ordinals
 from eventdocs.storage.sqlite.projection import project_tips
 from eventdocs.storage.sqlite.schema import (
     _MIN_TIME,
@@ -110,6 +111,13 @@ class _Pending:
             elif event.toa > event.recorded_at:
                 self.live[event.seq] = (event.toa, event.id)
                 heapq.heappush(self.heap, (event.toa, event.seq))
+
+
+def holds(guard: Guard, recorded: int, heads: Ordinals) -> bool:
+    """Whether ``guard`` still holds for an append recorded at ``recorded``."""
+    if guard.before is not None and recorded >= guard.before:
+        return False
+    return heads.head(guard.id) == guard.head
 
 
 def _settle(jobs: list[_Job]) -> None:
@@ -237,7 +245,7 @@ class _Writer:
         rows: dict[str, list[Any]] = {}
         keys: list[tuple[str, str, str, str | None]] = []
         seen: dict[tuple[str, str], tuple[list[Event], str | None]] = {}
-        heads: dict[tuple[str, str], int] = {}  # documents appended to earlier in this batch
+        heads: dict[str, Ordinals] = {}  # per resource, each document's latest event
         taking: dict[str, Taking] = {}  # per resource, what this batch's cancels take
         for job in appends:
             r = job.resource
@@ -256,7 +264,8 @@ class _Writer:
             seq, last = tails.get(r) or self.tails.get(r) or self.tail(conn, r)
             now = self.clock.now()
             recorded = now if now > last else last
-            if not all(self.holds(conn, r, g, recorded, heads) for g in job.guards):
+            ordinals = heads.get(r) or heads.setdefault(r, Ordinals(conn, self.sql(r)))
+            if not all(holds(g, recorded, ordinals) for g in job.guards):
                 job.error = Stale(f"{r}: a document changed since the write was decided")
                 continue
             limit = self.pending_limits.get(r)
@@ -278,10 +287,10 @@ class _Writer:
                 seq += 1
                 e = d.record(r, seq, recorded)
                 events.append(e)
-                heads[(r, d.id)] = seq
+                n = ordinals.add(d.id, seq)
                 target = (taking.get(r) or taking.setdefault(r, Taking(conn, self.sql(r)))).add(e)
                 took_here.append(target)
-                out += (seq, d.id, d.action, e.toa, recorded, target, encode_event(e).decode())
+                out += (seq, d.id, d.action, e.toa, recorded, target, encode_event(e).decode(), n)
             tails[r] = (seq, recorded)
             if r in self.pending:
                 for e, target in zip(events, took_here, strict=True):
@@ -298,9 +307,9 @@ class _Writer:
                 untipped.add(r)
         for r, params in rows.items():
             # One multi-row INSERT per chunk: one step, one GIL release, not one per row.
-            for i in range(0, len(params), 7 * 500):
-                chunk = params[i : i + 7 * 500]
-                conn.execute(self.insert(r, len(chunk) // 7), chunk)
+            for i in range(0, len(params), 8 * 500):
+                chunk = params[i : i + 8 * 500]
+                conn.execute(self.insert(r, len(chunk) // 8), chunk)
         if keys:
             conn.executemany("INSERT INTO eventdocs_keys VALUES (?, ?, ?, ?)", keys)
         for r, jobs in tipped.items():
@@ -309,23 +318,6 @@ class _Writer:
                 for job, events in jobs:
                     job.result = Appended(events, projected=True)
         return tails
-
-    def holds(
-        self,
-        conn: sqlite3.Connection,
-        resource: str,
-        guard: Guard,
-        recorded: int,
-        heads: dict[tuple[str, str], int],
-    ) -> bool:
-        """Whether ``guard`` still holds for an append recorded at ``recorded``."""
-        if guard.before is not None and recorded >= guard.before:
-            return False
-        head = heads.get((resource, guard.id))
-        if head is None:
-            row = conn.execute(self.sql(resource).head, (guard.id,)).fetchone()
-            head = row[0] if row else 0
-        return head == guard.head
 
     def pending_of(self, conn: sqlite3.Connection, resource: str) -> _Pending:
         """The pending writes of ``resource``, read from the log the first time."""
@@ -345,7 +337,7 @@ class _Writer:
     def insert(self, resource: str, n: int) -> str:
         sql = self.inserts.get((resource, n))
         if sql is None:
-            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * n)
             sql = self.inserts[(resource, n)] = (
                 f'INSERT INTO "{resource}_revisions" VALUES {values}'
             )
