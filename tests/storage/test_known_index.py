@@ -95,6 +95,17 @@ def test_known_at_reads_through_the_store_are_the_fold(backend: str) -> None:
                (0, "cancel", 0, None, 1, None)],
         cuts=[], each=True, same=[False, False, True],
     )  # fmt: skip
+    # A correction backdated between two writes closes the row believed before it.
+    @example(
+        steps=[(0, "create", -5, None, 0, "ann"), (0, "update", 0, None, 0, None),
+               (0, "update", -2, None, 0, "bob")],
+        cuts=[], each=True, same=[],
+    )  # fmt: skip
+    # A write scheduled ahead of when it was recorded.
+    @example(
+        steps=[(0, "create", 0, None, 0, "ann"), (0, "update", 5, None, 0, None)],
+        cuts=[], each=False, same=[],
+    )  # fmt: skip
     def run(steps: list[tuple[Any, ...]], cuts: list[int], each: bool, same: list[bool]) -> None:
         asyncio.run(_check(backend, steps, cuts, each, same))
 

@@ -25,6 +25,7 @@ from eventdocs.errors import KeyReused, Stale, StorageError, StoreUnavailable
 from eventdocs.events import Draft
 from eventdocs.fields import Integer
 from eventdocs.projections.lease import Lease, lease_for
+from eventdocs.projections.projector import Projector
 from eventdocs.projections.replay import verify
 from eventdocs.projections.views import Change, Rows, View
 from eventdocs.query import Query
@@ -827,5 +828,51 @@ async def test_an_older_log_gets_each_cancel_decided_by_the_fold_once() -> None:
         )
         await store.ensure_resource("post")
         assert [c.seq for c in await store.read_cancels("post", [2, 5])] == [4]
+    finally:
+        await discard(store)
+
+
+@needs_server
+async def test_an_older_database_gets_its_closed_rows_and_event_numbers() -> None:
+    """A projection written before the store kept closed history rows is rebuilt once
+    at open (its ``known_at`` reads need them); events written before they carried
+    ``n`` are counted, and the next event of their document is numbered from that."""
+    assert URL is not None
+    clock = ManualClock()
+    url = fresh_url(URL)
+    store = MongoStore(url, clock=clock, stale_after=0.5)
+    await store.open()
+    try:
+        await store.ensure_resource("post")
+        await store.append("post", [Draft(action="create", id="a", body={"v": 1})])
+        clock.advance(10)
+        first = clock.now()
+        await store.append("post", [Draft(action="update", id="a", body={"v": 2})])
+        clock.advance(10)
+        backdated = Draft(action="update", id="a", body={"v": 3}, toa=first - 5)
+        await store.append("post", [backdated])  # closes the row believed at `first`
+        await Projector(store, clock).project("post")
+        # As an older eventdocs left it: no closed rows, no numbers, no marks.
+        await store._coll("post_superseded").delete_many({})
+        await store._coll("post_revisions").update_many({}, {"$unset": {"n": ""}})
+        await store._coll("eventdocs_counters").update_one(
+            {"_id": "post"}, {"$unset": {"closed_kept": ""}}
+        )
+    finally:
+        await store.close()
+    store = MongoStore(url, clock=clock, stale_after=0.5)
+    await store.open()
+    try:
+        await store.ensure_resource("post")
+        assert await store.read_checkpoint("post") == Checkpoint()  # to be rebuilt
+        await Projector(store, clock).project("post")
+        assert await verify(store, ["post"]) == []
+        row = await store.history_known("post", "a", toa=first, known_at=first)
+        assert row is not None and row.data == {"v": 2}
+        assert (await store.read_revisions("post", "a", limit=0))[0] == 3
+        await store.append("post", [Draft(action="update", id="a", body={"v": 4})])
+        assert (await store.read_revisions("post", "a", limit=0))[0] == 4
+        numbers = [d.get("n") async for d in store._coll("post_revisions").find().sort("_id", 1)]
+        assert numbers == [None, None, None, 4]
     finally:
         await discard(store)

@@ -120,6 +120,11 @@ class _Moved(Exception):
         self.doc_id = doc_id
 
 
+def _seq(heads: dict[str, tuple[int, int]], id: str) -> int:
+    """The seq of ``id``'s latest event in ``heads`` (0 when it has none)."""
+    return heads.get(id, (0, 0))[0]
+
+
 def _same(first: str | None, again: str | None) -> bool:
     """Whether a key's stored fingerprint allows a replay (either unknown: yes)."""
     return first is None or again is None or first == again
@@ -232,7 +237,7 @@ class Appends(HighWater):
         heads = await self._heads(r, {d.id for c in fresh for d in c.drafts} | guarded.keys())
         # A guard that already fails is refused before any seq is taken; the unique
         # index decides the races this read cannot see (their batch is voided).
-        moved = {c for c in fresh if any(heads.get(i, 0) != g.head for i, g in c.guards.items())}
+        moved = {c for c in fresh if any(_seq(heads, i) != g.head for i, g in c.guards.items())}
 
         def admit(recorded: int) -> int:
             """Mark the calls a guard rules out; how many events remain."""
@@ -267,7 +272,8 @@ class Appends(HighWater):
         fresh = [c for c in fresh if not c.late]
         if not n:
             return
-        seq, prevs = first, {**heads, **guarded}  # what each document's first event follows
+        # What each document's first event follows; a guard that did not hold is late.
+        seq, prevs = first, heads
         for call in fresh:
             call.events = [d.record(r, seq + i, recorded) for i, d in enumerate(call.drafts)]
             seq += len(call.drafts)
@@ -358,19 +364,26 @@ class Appends(HighWater):
             query["_id"] = {"$in": [{"r": r, "k": k} for k in keys]}
         await self._coll(_KEYS).delete_many(query)
 
-    async def _heads(self, r: str, ids: Iterable[str]) -> dict[str, int]:
-        """The latest final event of each of ``ids`` that has one: what an unguarded
-        event follows in its document's chain."""
+    async def _heads(self, r: str, ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """The latest final event of each of ``ids`` that has one, and its ``n``: what
+        an event follows in its document's chain. A backwards seek on ``(id, seq)``
+        each; an event written before events were numbered is numbered by a count."""
         wanted = list(ids)
         if not wanted:
             return {}
         hwm = await self._hwm(r)
-        pipeline: list[Doc] = [
-            {"$match": {"id": {"$in": wanted}, "_id": {"$lte": hwm}, "void": {"$exists": False}}},
-            {"$group": {"_id": "$id", "seq": {"$max": "$_id"}}},
-        ]
-        cursor = await self._coll(f"{r}_revisions").aggregate(pipeline)
-        return {d["_id"]: int(d["seq"]) async for d in cursor}
+        log = self._coll(f"{r}_revisions")
+
+        async def head(id: str) -> tuple[int, int] | None:
+            mine = {"id": id, "_id": {"$lte": hwm}}
+            doc = await log.find_one(mine, {"n": 1}, sort=[("_id", -1)], hint="id_seq")
+            if doc is None:
+                return None
+            n = doc.get("n")
+            return int(doc["_id"]), int(n if n is not None else await log.count_documents(mine))
+
+        found = await asyncio.gather(*(head(i) for i in wanted))
+        return {i: h for i, h in zip(wanted, found, strict=True) if h is not None}
 
     async def _write_batch(
         self,
@@ -518,17 +531,21 @@ class Appends(HighWater):
         )
         await self._write_batch(r, start, n, await self._docs(r, events, prevs))
 
-    async def _docs(self, r: str, events: Sequence[Event], prevs: dict[str, int]) -> list[Doc]:
+    async def _docs(
+        self, r: str, events: Sequence[Event], prevs: dict[str, tuple[int, int]]
+    ) -> list[Doc]:
         """The log documents of ``events``: each with its place in its document's
-        chain (``prevs`` moves along) and, for a cancel, the write it took."""
+        chain (``prev``, and ``n``, its number there: ``prevs`` moves along) and, for
+        a cancel, the write it took."""
         took = await taken(self._coll(f"{r}_revisions"), events)
         docs = []
         for event in events:
-            doc = {**event_doc(event), "prev": prevs.get(event.id, 0)}
+            prev, n = prevs.get(event.id, (0, 0))
+            doc = {**event_doc(event), "prev": prev, "n": n + 1}
             if event.seq in took:
                 doc["took"] = took[event.seq]
             docs.append(doc)
-            prevs[event.id] = event.seq
+            prevs[event.id] = (event.seq, n + 1)
         return docs
 
     @boundary

@@ -24,6 +24,7 @@ __all__ = [
     "ROW_FIELDS",
     "Doc",
     "checkpoint_of",
+    "closed_doc",
     "data_of",
     "document_of",
     "event_doc",
@@ -109,6 +110,7 @@ def event_of(doc: Doc) -> Event:
     fields = plain(doc)
     fields["seq"] = fields.pop("_id")
     fields.pop("prev", None)  # its place in the document's chain (see .append)
+    fields.pop("n", None)  # its number there
     event: Event = msgspec.convert(fields, Event)
     return event
 
@@ -121,11 +123,22 @@ def row_doc(doc_id: str, row: Document, *, history: bool) -> Doc:
         doc["until"] = OPEN if row.valid_to is None else row.valid_to
         doc["known_from"] = row.known_from
         doc["end_known"] = row.end_known
+        if row.known_from < row.updated:  # recorded before it took effect: scheduled
+            doc["ahead"] = True
     else:
         doc["_id"] = doc_id
     put_data(doc, row.data)
     if row.data is not None:
         doc.update(keys_of(doc_id, row.data))
+    return doc
+
+
+def closed_doc(doc_id: str, row: Document) -> Doc:
+    """A history row no longer believed, keyed by its place and recording interval
+    (so a roll-forward that writes it again replaces it)."""
+    doc = row_doc(doc_id, row, history=True)
+    doc["_id"] = {"id": doc_id, "rev": row.rev, "from": row.known_from, "to": row.known_to}
+    doc["known_to"] = row.known_to
     return doc
 
 
@@ -141,6 +154,7 @@ def document_of(doc: Doc) -> Document:
         None if valid_to is None else int(valid_to),
         int(doc.get("known_from", 0)),
         None if doc.get("end_known") is None else int(doc["end_known"]),
+        None if doc.get("known_to") is None else int(doc["known_to"]),
     )
 
 

@@ -6,6 +6,7 @@ seen in part, and skips void markers.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -151,22 +152,71 @@ class LogReads(HighWater):
     async def read_heads(
         self, resource: str, ids: Sequence[str], *, max_seq: int
     ) -> dict[str, tuple[int, int]]:
+        """Per id one backwards seek on ``(id, toa, seq)``, not its whole log."""
         r = await self._res(resource)
-        if not ids:
-            return {}
-        pipeline: list[Doc] = [
-            {
-                "$match": {
-                    "id": {"$in": list(ids)},
-                    "_id": {"$lte": max_seq},
-                    "action": {"$ne": "cancel"},
-                }
-            },
-            {"$sort": {"toa": -1, "_id": -1}},
-            {"$group": {"_id": "$id", "toa": {"$first": "$toa"}, "seq": {"$first": "$_id"}}},
-        ]
-        cursor = await self._coll(f"{r}_revisions").aggregate(pipeline)
-        return {d["_id"]: (int(d["toa"]), int(d["seq"])) async for d in cursor}
+        log = self._coll(f"{r}_revisions")
+
+        async def head(id: str) -> Doc | None:
+            query = {"id": id, "_id": {"$lte": max_seq}, "action": {"$ne": "cancel"}}
+            order = [("toa", -1), ("_id", -1)]
+            return await log.find_one(query, {"toa": 1}, sort=order, hint="id_toa_seq")
+
+        found = await asyncio.gather(*(head(i) for i in ids))
+        pairs = zip(ids, found, strict=True)
+        return {i: (int(d["toa"]), int(d["_id"])) for i, d in pairs if d is not None}
+
+    @boundary
+    async def read_revisions(
+        self,
+        resource: str,
+        id: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: tuple[int, int] | None = None,
+    ) -> tuple[int, list[Event]]:
+        """A page of the document's events in ``(toa, seq)`` order, from the index,
+        and their count: the ``n`` of its latest event (see :mod:`.append`)."""
+        r = await self._res(resource)
+        log, hwm = self._coll(f"{r}_revisions"), await self._hwm(r)
+        mine: Doc = {"id": id, "_id": {"$lte": hwm}}
+        latest = await log.find_one(mine, {"n": 1}, sort=[("_id", -1)], hint="id_seq")
+        if latest is None:
+            return 0, []
+        total = latest.get("n")
+        if total is None:  # written before events were numbered
+            total = await log.count_documents(mine)
+        if after is not None:
+            toa, seq = after
+            mine["$or"] = [{"toa": {"$gt": toa}}, {"toa": toa, "_id": {"$gt": seq}}]
+        if limit <= 0:
+            return int(total), []
+        cursor = log.find(mine).sort([("toa", 1), ("_id", 1)]).hint("id_toa_seq")
+        return int(total), [event_of(d) async for d in cursor.skip(offset).limit(limit)]
+
+    @boundary
+    async def read_from(self, resource: str, id: str, *, toa: int, seq: int) -> list[Event]:
+        """The document's events from ``(toa, seq)`` on, in that order: a seek."""
+        r = await self._res(resource)
+        hwm = await self._hwm(r)
+        query = {
+            "id": id,
+            "_id": {"$lte": hwm},
+            "$or": [{"toa": {"$gt": toa}}, {"toa": toa, "_id": {"$gte": seq}}],
+        }
+        return await self._events(r, query, [("toa", 1), ("_id", 1)])
+
+    @boundary
+    async def read_cancels(self, resource: str, targets: Sequence[int]) -> list[Event]:
+        """The cancels that took one of ``targets``, in seq order."""
+        r = await self._res(resource)
+        hwm = await self._hwm(r)
+        query = {
+            "took": {"$in": sorted(set(targets))},
+            "_id": {"$lte": hwm},
+            "void": {"$exists": False},
+        }
+        return await self._events(r, query, [("_id", 1)])
 
     @boundary
     async def last_seq(self, resource: str) -> int:

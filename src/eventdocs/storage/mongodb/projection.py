@@ -25,7 +25,7 @@ from pymongo.errors import PyMongoError
 from eventdocs.errors import StoreUnavailable
 from eventdocs.storage.contract import Checkpoint, ProjectionBatch
 from eventdocs.storage.mongodb.base import valid_name, wall
-from eventdocs.storage.mongodb.codec import Doc, checkpoint_of, put_data, row_doc
+from eventdocs.storage.mongodb.codec import Doc, checkpoint_of, closed_doc, put_data, row_doc
 from eventdocs.storage.mongodb.errors import boundary, is_duplicate
 from eventdocs.storage.mongodb.hwm import HighWater
 
@@ -241,9 +241,15 @@ class Projections(HighWater):
     async def _apply(self, r: str, batch: ProjectionBatch, session: Any = None) -> None:
         """Every write of ``batch``; each is idempotent, so a roll-forward may repeat it."""
         history: list[Any] = []
+        closed: list[Any] = []
         for write in batch.history:
             history.append(DeleteMany({"id": write.id, "rev": {"$gte": write.from_rev}}))
             history += [InsertOne(row_doc(write.id, row, history=True)) for row in write.rows]
+            if write.replace_closed:
+                closed.append(DeleteMany({"id": write.id}))
+            for row in write.closed:
+                doc = closed_doc(write.id, row)
+                closed.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
         master: list[Any] = [
             ReplaceOne({"_id": d.id}, row_doc(d.id, d, history=False), upsert=True)
             for d in batch.upserts
@@ -251,6 +257,8 @@ class Projections(HighWater):
         master += [DeleteOne({"_id": doc_id}) for doc_id in batch.deletes]
         if history:
             await self._coll(f"{r}_history").bulk_write(history, session=session)
+        if closed:
+            await self._coll(f"{r}_superseded").bulk_write(closed, session=session)
         if master:
             await self._coll(r).bulk_write(master, session=session)
         marks: list[Any] = []
@@ -275,6 +283,7 @@ class Projections(HighWater):
 
     async def _clear(self, r: str) -> None:
         await self._coll(f"{r}_history").delete_many({})
+        await self._coll(f"{r}_superseded").delete_many({})
         await self._coll(r).delete_many({})
 
     @boundary

@@ -20,9 +20,7 @@ from pymongo.write_concern import WriteConcern
 
 from eventdocs.errors import DeclarationError
 from eventdocs.events import Event
-from eventdocs.query import Query
-from eventdocs.storage import folded
-from eventdocs.storage.contract import Checkpoint, Document, IndexSpec
+from eventdocs.storage.contract import Checkpoint, IndexSpec
 from eventdocs.storage.loading import load_in_chunks
 from eventdocs.storage.mongodb.append import Appends
 from eventdocs.storage.mongodb.base import MIN_TIME, index_name, valid_name, wall
@@ -38,7 +36,7 @@ from eventdocs.storage.mongodb.watch import Watch
 
 __all__ = ["MongoStore"]
 
-_RESERVED = re.compile(r"^(eventdocs_|view_|system)|_(revisions|history)$")
+_RESERVED = re.compile(r"^(eventdocs_|view_|system)|_(revisions|history|superseded)$")
 
 
 class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
@@ -112,6 +110,13 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
         )
         await history.create_index([("id", 1), ("rev", 1)], name="id_rev", unique=True)
         await history.create_index([("until", 1), ("updated", 1)], name="alive")
+        # Reads at a valid time, and as known at a time (see .reads): index seeks.
+        at = [("id", 1), ("updated", 1), ("seq", 1)]
+        await history.create_index(at, name="id_at")
+        await history.create_index(at, name="ahead", partialFilterExpression={"ahead": True})
+        closed = self._coll(f"{r}_superseded")
+        await closed.create_index(at, name="id_at")
+        await closed.create_index([("known_to", 1)], name="known_to")
         for spec in indexes:
             if spec.field == "id":
                 continue  # _id serves it
@@ -125,16 +130,23 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
                     [("_l." + path, 1), ("_id", 1)], name=index_name("q_l", spec.field)
                 )
         counters = self._coll("eventdocs_counters")
-        await counters.update_one(
-            {"_id": r},
-            {"$setOnInsert": {"seq": 0, "rec": MIN_TIME, "pending": {}, "voiding": {}}},
-            upsert=True,
-        )
+        fresh = {"seq": 0, "rec": MIN_TIME, "pending": {}, "voiding": {}, "closed_kept": True}
+        await counters.update_one({"_id": r}, {"$setOnInsert": fresh}, upsert=True)
         await decide_cancels(log, counters, r)
+        await self._keep_closed(r)
         await self._coll("eventdocs_resources").update_one(
             {"_id": r}, {"$setOnInsert": {"created": wall()}}, upsert=True
         )
         self._known.add(r)
+
+    async def _keep_closed(self, r: str) -> None:
+        """A projection written before the store kept closed history rows (and marked
+        scheduled ones) is rebuilt once by the projector: its ``known_at`` reads need them."""
+        counters = self._coll("eventdocs_counters")
+        if (await counters.find_one({"_id": r}, {"closed_kept": 1}) or {}).get("closed_kept"):
+            return
+        await self.reset_projection(r)
+        await counters.update_one({"_id": r}, {"$set": {"closed_kept": True}})
 
     async def load_stream(self, events: Iterable[Event]) -> dict[str, int]:
         return await load_in_chunks(self, events)
@@ -196,74 +208,7 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
         """Give lease ``name`` up at once, if ``holder`` holds it."""
         await self._coll("eventdocs_leases").delete_one({"_id": name, "holder": holder})
 
-    # -- reads bounded by the answer (simple defaults over the methods above) --------
-
-    async def read_revisions(
-        self,
-        resource: str,
-        id: str,
-        *,
-        limit: int,
-        offset: int = 0,
-        after: tuple[int, int] | None = None,
-    ) -> tuple[int, list[Event]]:
-        """A page of the document's events in ``(toa, seq)`` order, and their count."""
-        events = sorted(await self.read_document(resource, id), key=lambda e: (e.toa, e.seq))
-        past = events if after is None else [e for e in events if (e.toa, e.seq) > after]
-        return len(events), past[offset : offset + limit]
-
-    async def read_from(self, resource: str, id: str, *, toa: int, seq: int) -> list[Event]:
-        """The document's events from ``(toa, seq)`` on, in that order."""
-        events = await self.read_document(resource, id)
-        return sorted(
-            (e for e in events if (e.toa, e.seq) >= (toa, seq)), key=lambda e: (e.toa, e.seq)
-        )
-
-    @boundary
-    async def read_cancels(self, resource: str, targets: Sequence[int]) -> list[Event]:
-        """The cancels that took one of ``targets``, in seq order."""
-        r = await self._res(resource)
-        hwm = await self._hwm(r)
-        query = {
-            "took": {"$in": sorted(set(targets))},
-            "_id": {"$lte": hwm},
-            "void": {"$exists": False},
-        }
-        return await self._events(r, query, [("_id", 1)])
-
-    async def history_known(
-        self, resource: str, id: str, *, toa: int, known_at: int
-    ) -> Document | None:
-        """Folded from the document's events: MongoDB keeps no closed history rows."""
-        return await folded.history_known(self, resource, id, toa=toa, known_at=known_at)
-
-    async def query_known(
-        self, resource: str, query: Query, *, toa: int, known_at: int
-    ) -> tuple[int, list[Document]]:
-        """Folded from the log recorded by ``known_at`` (see :mod:`eventdocs.storage.folded`)."""
-        return await folded.query_known(self, resource, query, toa=toa, known_at=known_at)
-
-    async def history_before(
-        self, resource: str, id: str, *, toa: int, seq: int
-    ) -> Document | None:
-        """The last history row of ``id`` before ``(toa, seq)`` in valid-time order."""
-        rows = [r for r in await self.read_history(resource, id) if (r.updated, r.seq) < (toa, seq)]
-        return rows[-1] if rows else None
-
-    async def history_span(self, resource: str, id: str, *, start: int, end: int) -> list[Document]:
-        """The history rows of ``id`` with ``start <= updated <= end``, in rev order."""
-        return [r for r in await self.read_history(resource, id) if start <= r.updated <= end]
-
-    async def history_rev(self, resource: str, id: str, rev: int) -> Document | None:
-        """The history row of ``id`` at revision ``rev``."""
-        return next((r for r in await self.read_history(resource, id) if r.rev == rev), None)
-
-    async def history_at_many(
-        self, resource: str, ids: Sequence[str], *, toa: int
-    ) -> dict[str, Document]:
-        """:meth:`history_at` of each of ``ids`` that has a row then."""
-        found = {i: await self.history_at(resource, i, toa=toa) for i in ids}
-        return {i: row for i, row in found.items() if row is not None}
+    # -- scheduled writes ----------------------------------------------------------
 
     async def set_pending_limit(self, resource: str, limit: int | None) -> None:
         """Not enforced at append here: :class:`~eventdocs.documents.Documents`
