@@ -876,3 +876,47 @@ async def test_an_older_database_gets_its_closed_rows_and_event_numbers() -> Non
         assert numbers == [None, None, None, 4]
     finally:
         await discard(store)
+
+
+@needs_server
+async def test_pending_limit_is_exact_across_processes() -> None:
+    """Two stores on one database (as two processes) schedule concurrently: the limit
+    is checked in the allocation's compare-and-set, so together they never pass it;
+    cancels free room."""
+    from eventdocs.errors import LimitExceeded
+
+    assert URL is not None
+    url = fresh_url(URL)
+    stores = [MongoStore(url, stale_after=2.0) for _ in range(2)]
+    for store in stores:
+        await store.open()
+        await store.ensure_resource("post")
+        await store.set_pending_limit("post", 10)
+    try:
+        now = stores[0].clock.now()
+        later = now + 3600 * 1_000_000
+
+        def schedule(i: int, action: str = "create", toa: int = 0) -> Any:
+            draft = Draft(action=action, id=f"s{i}", body={}, toa=toa or later + i)
+            return stores[i % 2].append("post", [draft])
+
+        outcomes = await asyncio.gather(*(schedule(i) for i in range(30)), return_exceptions=True)
+        appended = [o for o in outcomes if not isinstance(o, BaseException)]
+        refused = [o for o in outcomes if isinstance(o, LimitExceeded)]
+        assert (len(appended), len(refused)) == (10, 20)
+        assert await stores[0].last_seq("post") == 10  # a refusal appended nothing
+        targets = [a.events[0] for a in appended[:3]]
+        cancels = [Draft(action="cancel", id=t.id, target=t.seq) for t in targets]
+        await stores[1].append("post", cancels)
+        for store in stores:
+            assert await store.count_pending("post", now=now) == 7
+        ids = [int(a.events[0].id[1:]) for a in appended]
+        outcomes = await asyncio.gather(
+            *(schedule(i, "update", later + 99) for i in ids), return_exceptions=True
+        )
+        assert sum(not isinstance(o, BaseException) for o in outcomes) == 3
+        for store in stores:
+            assert await store.count_pending("post", now=now) == 10
+    finally:
+        await stores[0].close()
+        await discard(stores[1])

@@ -50,6 +50,7 @@ from pymongo.errors import PyMongoError
 from eventdocs.errors import (
     InvalidRequest,
     KeyReused,
+    LimitExceeded,
     NotFound,
     Stale,
     StorageError,
@@ -61,7 +62,7 @@ from eventdocs.storage.mongodb.base import MIN_TIME, wall
 from eventdocs.storage.mongodb.cancels import taken
 from eventdocs.storage.mongodb.codec import Doc, event_doc, event_of
 from eventdocs.storage.mongodb.errors import boundary, duplicate_of, is_duplicate, translate
-from eventdocs.storage.mongodb.hwm import HighWater
+from eventdocs.storage.mongodb.schedule import Schedules
 
 __all__ = ["Appends", "Call"]
 
@@ -80,6 +81,7 @@ class Call:
         "guards",
         "key",
         "late",
+        "refusal",
         "replay_of",
     )
 
@@ -97,6 +99,7 @@ class Call:
         self.events: list[Event] = []
         self.replay_of: Call | None = None
         self.late = False  # a guard's ``before`` is past the recorded_at it would get
+        self.refusal: Exception | None = None  # why a late call fails, if not its guard
         self.future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
 
     @property
@@ -134,7 +137,7 @@ def _stale(r: str, doc_id: str) -> Stale:
     return Stale(f"{r} {doc_id!r} changed since the write was decided")
 
 
-class Appends(HighWater):
+class Appends(Schedules):
     """``append``, ``load`` and ``find_idempotent``."""
 
     @boundary
@@ -239,13 +242,35 @@ class Appends(HighWater):
         # index decides the races this read cannot see (their batch is voided).
         moved = {c for c in fresh if any(_seq(heads, i) != g.head for i, g in c.guards.items())}
 
-        def admit(recorded: int) -> int:
-            """Mark the calls a guard rules out; how many events remain."""
+        limit = self._pending_limits.get(r)
+
+        def admit(recorded: int, pending: int | None) -> tuple[int, list[int]]:
+            """Mark the calls a guard or the pending limit rules out; how many events
+            remain, and the TOAs of those scheduled."""
+            scheduled: list[int] = []
             for call in fresh:
                 call.late = call in moved or any(
                     g.before is not None and recorded >= g.before for g in call.guards.values()
                 )
-            return sum(len(c.drafts) for c in fresh if not c.late)
+                call.refusal = None
+                toas = [d.toa for d in call.drafts if d.toa is not None and d.toa > recorded]
+                if call.late or not toas:
+                    continue
+                if (
+                    limit is not None
+                    and pending is not None
+                    and pending + len(scheduled) + len(toas) > limit
+                ):
+                    call.late = True
+                    call.refusal = LimitExceeded(
+                        f"{r} already has {limit} scheduled writes pending",
+                        "pending_per_resource",
+                    )
+                    continue
+                scheduled += toas
+            return sum(len(c.drafts) for c in fresh if not c.late), scheduled
+
+        schedules = limit is not None and any(d.toa is not None for c in fresh for d in c.drafts)
 
         # Keys and guarded places are claimed before any seq is taken: a race
         # between processes costs no seqs.
@@ -253,7 +278,7 @@ class Appends(HighWater):
         await self._claim_keys(r, token, [c for c in fresh if c.key is not None and c not in moved])
         try:
             await self._claim_places(r, token, [c for c in fresh if c not in moved])
-            first, recorded, n = await self._allocate(r, admit=admit)
+            first, recorded, n = await self._allocate(r, admit=admit, count=schedules)
         except BaseException:
             with contextlib.suppress(PyMongoError):
                 await self._release_keys(r, token)
@@ -262,7 +287,7 @@ class Appends(HighWater):
         for call in calls:
             owner = call if call.replay_of is None else call.replay_of
             if owner.late:
-                call.fail(_stale(r, next(iter(owner.guards))))
+                call.fail(owner.refusal or _stale(r, next(iter(owner.guards))))
         late = [c.key for c in fresh if c.late and c.key is not None]
         if late:
             await self._release_keys(r, token, late)
@@ -445,10 +470,12 @@ class Appends(HighWater):
         *,
         expect: int | None = None,
         rec: int = MIN_TIME,
-        admit: Callable[[int], int] | None = None,
+        admit: Callable[[int, int | None], tuple[int, list[int]]] | None = None,
+        count: bool = False,
     ) -> tuple[int, int, int]:
         """Take seqs and a ``recorded_at`` (compare-and-set on the counter): ``n`` of
-        them, or as many as ``admit(recorded_at)`` says; returns (first seq,
+        them, or as many as ``admit(recorded_at, pending)`` says, ``pending`` the
+        writes pending then when ``count`` (:mod:`.schedule`); returns (first seq,
         recorded_at, how many)."""
         counters = self._coll("eventdocs_counters")
         while True:
@@ -460,10 +487,13 @@ class Appends(HighWater):
                 raise InvalidRequest(f"imported seqs must continue the log at {last + 1}")
             floor = doc.get("floor")
             recorded = max(self.clock.now(), int(doc["rec"]), int(floor or MIN_TIME), rec)
+            scheduled: list[int] = []
             if admit is not None:
-                n = admit(recorded)
+                pending = await self._pending_at(r, doc, recorded) if count else None
+                n, scheduled = admit(recorded, pending)
             if not n:
                 return last + 1, recorded, 0
+            entry = {"n": n, "at": wall(), "rec": recorded, "sched": scheduled}
             moved = await counters.update_one(
                 # The floor a projection step raised since the read must hold too.
                 {"_id": r, "seq": last, "floor": floor},
@@ -471,7 +501,7 @@ class Appends(HighWater):
                     "$set": {
                         "seq": last + n,
                         "rec": recorded,
-                        f"pending.{last + 1}": {"n": n, "at": wall(), "rec": recorded},
+                        f"pending.{last + 1}": entry,
                     }
                 },
             )

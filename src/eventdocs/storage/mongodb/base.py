@@ -71,6 +71,9 @@ class Base:
         self._drains: dict[str, asyncio.Task[None]] = {}
         self.write_concern = WriteConcern(j=True)
         self.skipped_projections = 0
+        #: per resource, this process's --max-pending, and the pending writes it knows
+        self._pending_limits: dict[str, int] = {}
+        self._schedules: dict[str, Any] = {}
         #: on a standalone server one process serves the database (see .owner)
         self.standalone = False
 

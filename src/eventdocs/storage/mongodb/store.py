@@ -210,15 +210,6 @@ class MongoStore(Appends, LogReads, Projections, ProjectionReads, Watch):
 
     # -- scheduled writes ----------------------------------------------------------
 
-    async def set_pending_limit(self, resource: str, limit: int | None) -> None:
-        """Not enforced at append here: :class:`~eventdocs.documents.Documents`
-        checks :meth:`count_pending` before appending (exact within one process)."""
-
-    async def count_pending(self, resource: str, *, now: int) -> int:
-        """Scheduled writes with a TOA after ``now`` that no cancel took."""
-        last = await self.last_seq(resource)
-        return await self.count_due(resource, after_toa=now, until_toa=2**62, max_seq=last)
-
     async def read_pending(
         self,
         resource: str,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import queue
 import sqlite3
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 from eventdocs.errors import KeyReused, LimitExceeded, Stale
 from eventdocs.events import Draft, Event, decode_event, encode_event
 from eventdocs.storage.contract import Appended, Guard, Tip
+from eventdocs.storage.pending import Pending
 from eventdocs.storage.sqlite.cancels import Taking
 from eventdocs.storage.sqlite.ordinals import Ordinals
 from eventdocs.storage.sqlite.projection import project_tips
@@ -80,39 +80,6 @@ class _Call(_Job):
         self.run, self.after, self.sync = run, after, sync
 
 
-class _Pending:
-    """A resource's scheduled writes not yet due and not cancelled, kept exact by
-    the writer: counted in O(1), checked against the limit in the append's
-    transaction, so concurrent scheduled writes never take it past the limit.
-
-    Built once from the log (one range scan), then kept by every append:
-    a scheduled write is added, the write a cancel took (:mod:`.cancels`) leaves, and writes
-    whose TOA has passed leave through a heap ordered by TOA.
-    """
-
-    def __init__(self, rows: list[tuple[int, int, str]]) -> None:
-        self.live: dict[int, tuple[int, str]] = {seq: (toa, id) for toa, seq, id in rows}
-        self.heap = [(toa, seq) for toa, seq, _ in rows]
-        heapq.heapify(self.heap)
-        self.lock = threading.Lock()
-
-    def count(self, now: int) -> int:
-        with self.lock:
-            while self.heap and self.heap[0][0] <= now:
-                _, seq = heapq.heappop(self.heap)
-                self.live.pop(seq, None)
-            return len(self.live)
-
-    def add(self, event: Event, took: int | None = None) -> None:
-        """Count ``event`` in: a scheduled write is added, the write a cancel took leaves."""
-        with self.lock:
-            if took is not None:
-                self.live.pop(took, None)
-            elif event.toa > event.recorded_at:
-                self.live[event.seq] = (event.toa, event.id)
-                heapq.heappush(self.heap, (event.toa, event.seq))
-
-
 def holds(guard: Guard, recorded: int, heads: Ordinals) -> bool:
     """Whether ``guard`` still holds for an append recorded at ``recorded``."""
     if guard.before is not None and recorded >= guard.before:
@@ -140,7 +107,7 @@ class _Writer:
         self.commits = 0
         self.tails: dict[str, tuple[int, int]] = {}  # resource -> (last seq, last recorded_at)
         self.inserts: dict[tuple[str, int], str] = {}
-        self.pending: dict[str, _Pending] = {}  # built on first use per resource
+        self.pending: dict[str, Pending] = {}  # built on first use per resource
         self.pending_limits: dict[str, int] = {}
         self.sync = ""
         self.conn: sqlite3.Connection | None = None
@@ -319,13 +286,13 @@ class _Writer:
                     job.result = Appended(events, projected=True)
         return tails
 
-    def pending_of(self, conn: sqlite3.Connection, resource: str) -> _Pending:
+    def pending_of(self, conn: sqlite3.Connection, resource: str) -> Pending:
         """The pending writes of ``resource``, read from the log the first time."""
         pending = self.pending.get(resource)
         if pending is None:
             now = self.clock.now()
             rows = conn.execute(self.sql(resource).pending, (now, MAX_TIME, 2**62)).fetchall()
-            pending = self.pending[resource] = _Pending(rows)
+            pending = self.pending[resource] = Pending(rows)
         return pending
 
     def sql(self, resource: str) -> _Sql:
