@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
 import sys
@@ -389,3 +390,32 @@ async def test_an_older_log_gets_its_events_numbered_once(tmp_path: Path) -> Non
     with sqlite3.connect(path) as conn:
         numbers = conn.execute("SELECT id, n FROM post_revisions ORDER BY seq").fetchall()
     assert numbers == [("a", 1), ("a", 2), ("b1", 1), ("a", 3), ("b2", 1), ("a", 4)]
+
+
+async def test_the_wal_is_checkpointed_beside_the_writer_not_by_its_commits(
+    tmp_path: Path,
+) -> None:
+    """No commit of the writer checkpoints (the appends queued behind it would wait);
+    the checkpointer's thread copies the WAL into the database file after commits."""
+    path = tmp_path / "store.db"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        await store.ensure_resource("post")
+        assert await store.pragma("wal_autocheckpoint") == 0
+        await store.append("post", [create("a", title="x")])
+
+        def in_the_file() -> int:  # the database file alone, without the WAL
+            with contextlib.closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as c:
+                try:
+                    return int(c.execute("SELECT count(*) FROM post_revisions").fetchone()[0])
+                except sqlite3.OperationalError:  # not even the table yet
+                    return 0
+
+        for _ in range(400):  # a checkpoint follows within its interval (0.25 s)
+            if in_the_file():
+                break
+            await asyncio.sleep(0.025)
+        assert in_the_file() == 1
+    finally:
+        await store.close()

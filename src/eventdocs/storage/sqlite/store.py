@@ -40,6 +40,7 @@ from eventdocs.storage.contract import (
     believed,
 )
 from eventdocs.storage.sqlite.cancels import Taking, decide_cancels
+from eventdocs.storage.sqlite.checkpointer import Checkpointer
 from eventdocs.storage.sqlite.compile import _compile, _operand
 from eventdocs.storage.sqlite.imports import load_log
 from eventdocs.storage.sqlite.ordinals import Ordinals, number_events, numbered
@@ -95,6 +96,7 @@ class SQLiteStore:
         self.readonly = readonly
         self._owner: Ownership | None = None
         self._writer: _Writer | None = None
+        self._checkpointer: Checkpointer | None = None
         self._reader: sqlite3.Connection | None = None
         self._readers: Readers | None = None  # queries, scans: what a client asks for
         self._quick: Readers | None = None  # the projector's and writers' bounded reads
@@ -194,7 +196,11 @@ class SQLiteStore:
         if self.path != ":memory:":
             self._owner = claim(self.path)  # before anything touches the file
         try:
-            self._writer = _Writer(self.path, self.clock)
+            if self.path != ":memory:":
+                self._checkpointer = Checkpointer(self.path)
+                self._checkpointer.start()
+            on_commit = None if self._checkpointer is None else self._checkpointer.committed
+            self._writer = _Writer(self.path, self.clock, on_commit=on_commit)
             self._writer.thread.start()
             await self._call(partial(_run_script, _SCHEMA.split(";")))
             await self._call(_migrate)
@@ -234,6 +240,9 @@ class SQLiteStore:
         if writer is not None:
             writer.queue.put(None)
             await asyncio.to_thread(writer.thread.join)
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            await asyncio.to_thread(checkpointer.stop)
         for readers in (self._readers, self._quick):
             if readers is not None:
                 await asyncio.to_thread(readers.close)

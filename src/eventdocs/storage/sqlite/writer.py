@@ -99,9 +99,12 @@ def _settle(jobs: list[_Job]) -> None:
 class _Writer:
     """Owns the write connection; commits every drained batch at once."""
 
-    def __init__(self, path: str, clock: Clock) -> None:
+    def __init__(
+        self, path: str, clock: Clock, *, on_commit: Callable[[], None] | None = None
+    ) -> None:
         self.path = path
         self.clock = clock
+        self.on_commit = on_commit  # a checkpointer checkpoints instead of the commits
         self.statements: dict[str, _Sql] = {}
         self.queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.commits = 0
@@ -142,10 +145,12 @@ class _Writer:
                 conn = sqlite3.connect(
                     self.path, isolation_level=None, check_same_thread=False, cached_statements=512
                 )
-                # A larger WAL between checkpoints copies a page rewritten by many commits once.
+                # A larger WAL between checkpoints copies a page rewritten by many commits
+                # once; with a checkpointer, no commit checkpoints (.checkpointer).
+                pages = 0 if self.on_commit is not None else 10000
                 conn.executescript(
                     "PRAGMA journal_mode=WAL; PRAGMA cache_size=-65536;"
-                    " PRAGMA wal_autocheckpoint=10000;"
+                    f" PRAGMA wal_autocheckpoint={pages};"
                 )
                 self.conn = conn
             calls = [j for j in batch if isinstance(j, _Call)]
@@ -170,6 +175,8 @@ class _Writer:
             tails = self.append(conn, appends)
             conn.execute("COMMIT")
             self.commits += 1
+            if self.on_commit is not None:
+                self.on_commit()
         except Exception as exc:
             self.tails.clear()
             self.pending.clear()  # it may hold appends rolled back: rebuilt on next use
