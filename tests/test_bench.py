@@ -29,7 +29,8 @@ def test_bench_tiny_writes_markdown_json_and_plots(tmp_path: Path) -> None:
     data = json.loads((out / "results.json").read_text())
     keys = {f["key"] for f in data["figures"]}
     assert {"append_1w_1b", "append_64w_1b", "rebuild", "asof_depth", "query_asof"} <= keys
-    assert "activation_p99" in keys
+    assert {"activation_p99", "live_lag_p99"} <= keys
+    assert len(data["series"]["rebuild_sizes"]) == 2  # throughput against log size
     assert {"scaling_put", "scaling_query_known_at", "scaling_activation"} <= keys
     assert data["series"]["scaling"]["costs"]["get"]
     assert all(f["limit"] for f in data["figures"])
@@ -47,7 +48,8 @@ def test_bench_tiny_writes_markdown_json_and_plots(tmp_path: Path) -> None:
     assert "| benchmark | eventdocs | limit (same run) |" in table
     assert "| workload | eventdocs | eventsourcing | ratio |" in table or not data["comparisons"]
     if importlib.util.find_spec("matplotlib"):
-        for name in ("append_throughput", "asof_latency", "activation_lag", "scaling"):
+        plots = ("append_throughput", "asof_latency", "activation_lag", "scaling")
+        for name in (*plots, "live_lag", "rebuild_throughput"):
             assert (out / f"{name}.png").stat().st_size > 1000
     assert not [p for p in out.iterdir() if p.name.startswith(".work-")]
 

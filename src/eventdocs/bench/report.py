@@ -183,6 +183,38 @@ def write_plots(results: Results, out: Path) -> list[Path] | str:
         )
         ax.legend(fontsize=8)
         written.append(_save(fig, out / "activation_lag.png"))
+
+    if live := series.get("live"):
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        seconds = range(len(live["p99_by_second"]))
+        ax.plot(seconds, live["p99_by_second"], "o-", markersize=3, label="p99")
+        ax.plot(seconds, live["p50_by_second"], "o-", markersize=3, label="p50")
+        ax.axhline(50, color="k", linestyle="--", alpha=0.6, label="target, p99")
+        ax.set(
+            xlabel="second of the run",
+            ylabel="lag after a write takes effect (ms)",
+            title=f"Live projection lag, {live['writers']} writers",
+        )
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        written.append(_save(fig, out / "live_lag.png"))
+
+    if sizes := series.get("rebuild_sizes"):
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        xs = [int(k) for k in sizes]
+        ax.plot(xs, [sizes[k] for k in sizes], "o-", label="eventdocs rebuild")
+        ax.axhline(150_000, color="k", linestyle="--", alpha=0.6, label="target")
+        ax.set(
+            xscale="log",
+            xlabel="events in the log",
+            ylabel="events/s",
+            title="Rebuild throughput against log size",
+        )
+        ax.set_ylim(bottom=0)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        written.append(_save(fig, out / "rebuild_throughput.png"))
     return written
 
 

@@ -27,6 +27,7 @@ from rich.console import Console
 from eventdocs.bench.activation import activation_run
 from eventdocs.bench.append import append_limits, append_run
 from eventdocs.bench.data import Workload
+from eventdocs.bench.live import live_figure, live_run
 from eventdocs.bench.measure import Comparison, Figure, machine
 from eventdocs.bench.reads import asof_run, query_run
 from eventdocs.bench.rebuild import rebuild_only, workload_limits, workload_run
@@ -35,7 +36,7 @@ from eventdocs.bench.scaling import scaling_run, write_scaling_plot
 
 __all__ = ["BENCHMARKS", "SIZES", "Options", "Sizes", "run_suite"]
 
-BENCHMARKS = ("append", "workload", "asof", "query", "activation", "scaling", "http")
+BENCHMARKS = ("append", "workload", "asof", "query", "activation", "live", "scaling", "http")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Sizes:
     query_samples: int
     pending: int
     window: float
+    live_seconds: float  # the live projection run, under 64 writers
 
 
 SIZES = {
@@ -72,6 +74,7 @@ SIZES = {
         query_samples=5,
         pending=200,
         window=0.5,
+        live_seconds=2.0,
     ),
     "default": Sizes(
         writers=(1, 4, 16, 64),
@@ -87,6 +90,7 @@ SIZES = {
         query_samples=30,
         pending=2000,
         window=3.0,
+        live_seconds=10.0,
     ),
     "full": Sizes(
         writers=(1, 4, 16, 64),
@@ -102,6 +106,7 @@ SIZES = {
         query_samples=30,
         pending=10_000,
         window=10.0,
+        live_seconds=60.0,
     ),
 }
 
@@ -265,6 +270,13 @@ def _workload(
             extra={"phases": run.phases},
         ),
     )
+    # Throughput against log size (a flat line is the goal): 1/100 and 1/10 of the run.
+    rates = {workload.events: run.rebuild_rate}
+    for part in (100, 10) if full else (10,):
+        smaller = Workload(max(sizes.documents // part, 1), sizes.revisions)
+        db_path = str(work / f"rebuild_{smaller.events}.db")
+        rates[smaller.events] = asyncio.run(rebuild_only(db_path, smaller)).rebuild_rate
+    results.series["rebuild_sizes"] = {str(k): rates[k] for k in sorted(rates)}
     if full:  # linear: the cost per event at 1,000,000 against 100,000 events
         small = Workload(sizes.documents // 10, sizes.revisions)
         base = asyncio.run(rebuild_only(str(work / "rebuild_small.db"), small))
@@ -447,6 +459,12 @@ def _activation(
     )
 
 
+def _live(options: Options, sizes: Sizes, work: Path, results: Results, console: Console) -> None:
+    run = asyncio.run(live_run(str(work / "live.db"), writers=64, seconds=sizes.live_seconds))
+    results.series["live"] = msgspec.to_builtins(run)
+    _add(results, console, live_figure(run))
+
+
 def _scaling(
     options: Options, sizes: Sizes, work: Path, results: Results, console: Console
 ) -> None:
@@ -610,6 +628,7 @@ _RUNNERS = {
     "asof": _asof,
     "query": _query,
     "activation": _activation,
+    "live": _live,
     "scaling": _scaling,
     "http": _http,
 }

@@ -1,0 +1,210 @@
+"""Live projection lag: how long after a write takes effect it is in the master
+collection, under sustained concurrent writes with scheduled ones coming due.
+
+A real :class:`~eventdocs.service.Service` on the real
+:class:`~eventdocs.times.SystemClock`, its scheduler running: ``writers``
+tasks create documents through the document API (decided writes) for
+``seconds``, one write in ``scheduled_every`` scheduled 0.2 to 1 s ahead. A
+write takes effect when its append is answered (immediate) or at its TOA
+(scheduled). It is in the master collection from the first projection that
+reached it: a projector step (stamped when the store's ``write_projection``
+returns) or the append's own transaction (stamped when the projector learns
+of it). The lag is the difference, 0 when the append's own transaction
+projected it. Lags are reported per second of the run, so growth shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import random
+import time
+from typing import Any, cast
+
+import msgspec
+
+from eventdocs.bench.append import open_bench_store
+from eventdocs.bench.data import RESOURCE, TAGS, item_spec
+from eventdocs.bench.measure import Figure, percentile, summary
+from eventdocs.service import Service
+from eventdocs.storage import Checkpoint, EventStore, ProjectionBatch
+from eventdocs.times import SystemClock
+
+__all__ = ["LiveRun", "live_figure", "live_run"]
+
+
+class LiveRun(msgspec.Struct, frozen=True):
+    """Lags in ms of every write of a ``seconds`` run, and their p99 per second."""
+
+    writers: int
+    seconds: float
+    writes: int
+    scheduled: int
+    lag: dict[str, float]
+    lag_scheduled: dict[str, float]
+    p99_by_second: list[float]
+    p50_by_second: list[float]
+    unprojected: int
+    timer: dict[str, float]  # the event loop's own lateness under the same load (ms)
+
+
+def _now() -> int:
+    return time.time_ns() // 1000
+
+
+class _Watching:
+    """The store, noting each checkpoint a projection step reached, and when."""
+
+    def __init__(self, inner: EventStore, reached: list[tuple[int, int, int]]) -> None:
+        self._inner = inner
+        self._reached = reached
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def write_projection(self, resource: str, batch: ProjectionBatch) -> bool:
+        written: bool = await self._inner.write_projection(resource, batch)
+        if written:
+            self._reached.append((batch.checkpoint.seq, batch.checkpoint.toa, _now()))
+        return written
+
+
+async def live_run(
+    url: str, *, writers: int = 64, seconds: float = 20.0, scheduled_every: int = 5, seed: int = 5
+) -> LiveRun:
+    """Run the load for ``seconds`` and measure each write's projection lag."""
+    reached: list[tuple[int, int, int]] = []  # (seq, toa, when), in the order reached
+    store = await open_bench_store(url)
+    service = Service(
+        cast(EventStore, _Watching(store, reached)), [item_spec()], clock=SystemClock()
+    )
+    writes: list[tuple[int, int, int, bool]] = []  # (seq, toa, takes effect, scheduled)
+    scheduled = 0
+    lateness: list[float] = []
+    try:
+        await service.start()
+        advanced = service.projector.advanced
+
+        def projected_in_append(resource: str, checkpoint: Checkpoint) -> None:
+            reached.append((checkpoint.seq, checkpoint.toa, _now()))
+            advanced(resource, checkpoint)
+
+        service.projector.advanced = projected_in_append  # type: ignore[method-assign]
+        documents = service.documents(RESOURCE)
+        stop_at = time.monotonic() + seconds
+
+        async def writer(w: int) -> None:
+            nonlocal scheduled
+            rng = random.Random(seed + w)
+            i = 0
+            while time.monotonic() < stop_at:
+                i += 1
+                toa = None
+                if i % scheduled_every == 0:
+                    toa = _now() + int(rng.uniform(0.2, 1.0) * 1e6)
+                    scheduled += 1
+                body = {"title": f"w{w}-{i}", "n": i, "tag": TAGS[i % len(TAGS)]}
+                event = (await documents.create(body, toa=toa)).event
+                writes.append((event.seq, event.toa, max(_now(), event.toa), toa is not None))
+
+        async def probe() -> None:  # how late a sleeper wakes under this load
+            rng = random.Random(seed)
+            while time.monotonic() < stop_at:
+                delay = rng.uniform(0.0005, 0.005)
+                started = time.perf_counter()
+                await asyncio.sleep(delay)
+                lateness.append((time.perf_counter() - started - delay) * 1e3)
+
+        await asyncio.gather(probe(), *(writer(w) for w in range(writers)))
+        last_toa = max((w[1] for w in writes), default=0)
+        for _ in range(200):  # the last scheduled writes come due, then a margin
+            if _now() > last_toa + 2_000_000 or _all_reached(reached, writes):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await service.stop()
+    return _lags(writers, seconds, writes, scheduled, reached, lateness)
+
+
+def _all_reached(
+    reached: list[tuple[int, int, int]], writes: list[tuple[int, int, int, bool]]
+) -> bool:
+    if not reached or not writes:
+        return not writes
+    seq, toa = max(w[0] for w in writes), max(w[1] for w in writes)
+    return max(r[0] for r in reached) >= seq and max(r[1] for r in reached) >= toa
+
+
+def _lags(
+    writers: int,
+    seconds: float,
+    writes: list[tuple[int, int, int, bool]],
+    scheduled: int,
+    reached: list[tuple[int, int, int]],
+    lateness: list[float],
+) -> LiveRun:
+    """Each write's lag: the first checkpoint covering both its seq and its time."""
+    reached = sorted(reached, key=lambda r: r[2])
+    seqs, toas, whens = [], [], []
+    top_seq = top_toa = -(2**62)
+    for seq, toa, when in reached:  # checkpoints only move forward: keep the running max
+        top_seq, top_toa = max(top_seq, seq), max(top_toa, toa)
+        seqs.append(top_seq)
+        toas.append(top_toa)
+        whens.append(when)
+    start = min((w[2] for w in writes), default=0)
+    lags: list[float] = []
+    lags_scheduled: list[float] = []
+    by_second: dict[int, list[float]] = {}
+    unprojected = 0
+    for seq, toa, effective, is_scheduled in writes:
+        at = max(bisect.bisect_left(seqs, seq), bisect.bisect_left(toas, toa))
+        if at >= len(whens):
+            unprojected += 1
+            continue
+        lag = max(0.0, (whens[at] - effective) / 1e3)
+        lags.append(lag)
+        if is_scheduled:
+            lags_scheduled.append(lag)
+        by_second.setdefault(int((effective - start) / 1e6), []).append(lag)
+    # The seconds of the load only: after it, only the last scheduled writes come due.
+    seconds_seen = [s for s in sorted(by_second) if s < int(seconds)] or sorted(by_second)
+    return LiveRun(
+        writers,
+        seconds,
+        len(writes),
+        scheduled,
+        summary(lags),
+        summary(lags_scheduled),
+        [percentile(by_second[s], 99) for s in seconds_seen],
+        [percentile(by_second[s], 50) for s in seconds_seen],
+        unprojected,
+        summary(lateness),
+    )
+
+
+def live_figure(run: LiveRun) -> Figure:
+    """The suite's figure: the p99 lag, against 50 ms and not growing over the run."""
+    thirds = max(len(run.p99_by_second) // 3, 1)
+    first, last = run.p99_by_second[:thirds], run.p99_by_second[-thirds:]
+    growth = (sum(last) / len(last)) / max(sum(first) / len(first), 1e-9) if first else 1.0
+    notes = (
+        f"{run.writes:,} writes in {run.seconds:g} s ({run.scheduled:,} scheduled 0.2 to 1 s"
+        f" ahead), {run.writers} writers; p50 {run.lag['p50']:.1f} ms, max"
+        f" {run.lag['max']:.1f} ms; scheduled writes p99 {run.lag_scheduled['p99']:.1f} ms;"
+        f" p99 of the last third of the seconds {growth:.2f}x the first third's"
+    )
+    if run.unprojected:
+        notes += f"; {run.unprojected} never projected"
+    return Figure(
+        key="live_lag_p99",
+        value=run.lag["p99"],
+        unit="ms",
+        better="lower",
+        title=f"live projection lag under {run.writers} writers (p99)",
+        limit=run.timer["p99"],
+        limit_title="event-loop timer lateness under the same load, p99",
+        target="≤ 50 ms, not growing",
+        met=run.lag["p99"] <= 50 and growth <= 1.5 and not run.unprojected,
+        notes=notes,
+    )
