@@ -69,6 +69,7 @@ def load_log(
             ordinals[r] = Ordinals(c, sql[r])
             writer.tails.pop(r, None)  # appends after this must see these events
             writer.pending.pop(r, None)
+            writer.heads.forget(r)
             last, recorded = writer.tail(c, r)
             tails[r] = (last, recorded if last else None)
         check_next(e, *tails[r])

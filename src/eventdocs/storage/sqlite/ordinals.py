@@ -2,30 +2,83 @@
 
 The log's ``n`` column numbers a document's events 1, 2, 3… in seq order:
 the count of ``/revisions`` is the ``n`` of the document's latest event, not
-a count over its history. The append that writes an event knows its
-document's latest event already (its guard reads it), so the number costs a
-column, not another B-tree write. Appends, loads and imports number their
+a count over its history. The index on ``(id, n)`` holds the seq too, so a
+document's latest event (what its guard checks, and the number the next
+event takes) is read from the index alone: the number costs a column and a
+wider index entry, not another B-tree write. Appends, loads and imports number their
 events here; a store written before the column existed is numbered once.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
+
+import msgspec
 
 from eventdocs.storage.sqlite.schema import _Sql
 
-__all__ = ["VERSION", "Ordinals", "number_events", "numbered"]
+__all__ = ["VERSION", "Heads", "Ordinals", "number_events", "numbered"]
 
-VERSION = 2  # PRAGMA user_version from which every event has its n
+_ids = msgspec.json.Encoder().encode
+VERSION = 3  # PRAGMA user_version from which every event has its n, indexed with its id
+
+
+class Heads:
+    """The latest event (seq, ``n``) of the documents appended to last, as committed:
+    the single writer's memory of them, so a document written again soon costs no
+    seek. Bounded: the least recently written go first. Whatever writes the log
+    other than the writer's appends (a load, an import) forgets its resource."""
+
+    def __init__(self, capacity: int = 1 << 17) -> None:
+        self.capacity = capacity
+        self.known: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def get(self, resource: str, id: str) -> tuple[int, int] | None:
+        return self.known.get((resource, id))
+
+    def commit(self, resource: str, last: dict[str, tuple[int, int]]) -> None:
+        """``last`` were committed: remember them as the most recent."""
+        known = self.known
+        for id, head in last.items():
+            known.pop((resource, id), None)
+            known[(resource, id)] = head
+        while len(known) > self.capacity:
+            del known[next(iter(known))]
+
+    def forget(self, resource: str) -> None:
+        self.known = {k: v for k, v in self.known.items() if k[0] != resource}
 
 
 class Ordinals:
     """The latest event of each document a transaction appends to: its seq and ``n``,
-    read by one seek the first time and moved along as events are added."""
+    from the writer's :class:`Heads` or one seek the first time, moved along as
+    events are added."""
 
-    def __init__(self, conn: sqlite3.Connection, sql: _Sql) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, sql: _Sql, known: Heads | None = None, resource: str = ""
+    ) -> None:
         self.conn, self.sql = conn, sql
+        self.known, self.resource = known, resource
         self.last: dict[str, tuple[int, int]] = {}
+
+    def prefetch(self, ids: Iterable[str]) -> None:
+        """Read the latest event of each of ``ids`` not known yet, in one statement:
+        a batch of appends pays one call into SQLite, not one per document."""
+        wanted = []
+        for i in dict.fromkeys(ids):
+            if i in self.last:
+                continue
+            head = None if self.known is None else self.known.get(self.resource, i)
+            if head is None:
+                wanted.append(i)
+            else:
+                self.last[i] = head
+        if not wanted:
+            return
+        found = {i: (seq, n) for i, seq, n in self.conn.execute(self.sql.heads_n, (_ids(wanted),))}
+        for i in wanted:
+            self.last[i] = found.get(i, (0, 0))
 
     def head(self, id: str) -> int:
         """The seq of ``id``'s latest event (0 when it has none)."""
@@ -49,7 +102,8 @@ def number_events(conn: sqlite3.Connection) -> None:
     """Give every event of a store written before the ``n`` column its number.
 
     Once per file (``PRAGMA user_version``), in the opening transaction, one
-    statement per log: a window over the ``id`` index, in seq order.
+    statement per log (a window over the ``id`` index, in seq order); the index
+    on ``id`` then becomes one on ``(id, n)``, which answers a head alone.
     """
     if conn.execute("PRAGMA user_version").fetchone()[0] >= VERSION:
         return
@@ -62,10 +116,13 @@ def number_events(conn: sqlite3.Connection) -> None:
             f"UPDATE {log} SET n = w.n FROM (SELECT seq, row_number() OVER"
             f" (PARTITION BY id ORDER BY seq) AS n FROM {log}) AS w WHERE {log}.seq = w.seq"
         )
+        index = f'"{r}_revisions_id"'  # on id alone before: on (id, n), a head is the index's
+        conn.execute(f"DROP INDEX IF EXISTS {index}")
+        conn.execute(f"CREATE INDEX {index} ON {log} (id, n)")
     conn.execute(f"PRAGMA user_version = {VERSION}")
 
 
 def numbered(conn: sqlite3.Connection) -> bool:
-    """Whether this file's events carry their ``n`` (a read-only open of an older
-    file counts instead)."""
+    """Whether this file's events carry their ``n``, indexed (a read-only open of
+    an older file counts and orders by seq instead)."""
     return bool(conn.execute("PRAGMA user_version").fetchone()[0] >= VERSION)

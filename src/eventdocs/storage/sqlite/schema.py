@@ -36,7 +36,7 @@ _RESOURCE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS "{r}_revisions" (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL, action TEXT NOT NULL, toa INTEGER NOT NULL,
     recorded_at INTEGER NOT NULL, target INTEGER, data TEXT NOT NULL, n INTEGER);
-CREATE INDEX IF NOT EXISTS "{r}_revisions_id" ON "{r}_revisions" (id);
+CREATE INDEX IF NOT EXISTS "{r}_revisions_id" ON "{r}_revisions" (id, n);
 CREATE INDEX IF NOT EXISTS "{r}_revisions_toa" ON "{r}_revisions" (toa, seq);
 CREATE INDEX IF NOT EXISTS "{r}_revisions_next" ON "{r}_revisions" (id, toa)
     WHERE action != 'cancel';
@@ -94,9 +94,11 @@ class _Sql:
         self.by_seqs = f"SELECT data FROM {log} WHERE seq IN (SELECT value FROM json_each(?))"
         self.read_log = f"SELECT data FROM {log} WHERE seq > ? ORDER BY seq LIMIT ?"
         self.read_event = f"SELECT data FROM {log} WHERE seq = ?"
-        self.read_document = f"SELECT data FROM {log} WHERE id = ? ORDER BY seq"
-        # The index on id holds the rowid (seq) too, so it serves (id, seq) order.
-        self.by_document = f"SELECT data FROM {log} WHERE id > ? ORDER BY id, seq LIMIT ?"
+        # A document's events in seq order: n order, which the (id, n) index holds (an
+        # older file read-only: its index on id alone, which holds the rowid, seq).
+        by = "n" if numbered else "seq"
+        self.read_document = f"SELECT data FROM {log} WHERE id = ? ORDER BY {by}"
+        self.by_document = f"SELECT data FROM {log} WHERE id > ? ORDER BY id, {by} LIMIT ?"
         # One backwards seek per id on (id, toa) where action != 'cancel', not its whole log.
         self.heads = (
             f"SELECT j.value, e.toa, e.seq FROM json_each(?1) AS j JOIN {log} AS e"
@@ -107,8 +109,13 @@ class _Sql:
         self.last_seq = f"SELECT coalesce(max(seq), 0) FROM {log}"
         # What a write is decided on, and its document's event count (.ordinals): one
         # index seek, however long the history.
+        # The index holds (id, n, seq): the latest event's seq and n without the row.
         n = "n" if numbered else "NULL"
-        self.head = f"SELECT seq, {n} FROM {log} WHERE id = ? ORDER BY seq DESC LIMIT 1"
+        self.head = f"SELECT seq, {n} FROM {log} WHERE id = ? ORDER BY {by} DESC LIMIT 1"
+        self.heads_n = (  # the same for a JSON array of ids, one seek each
+            f"SELECT j.value, e.seq, e.n FROM json_each(?1) AS j JOIN {log} AS e"
+            f" ON e.id = j.value AND e.n = (SELECT max(n) FROM {log} WHERE id = j.value)"
+        )
         # The next write that takes effect: one a cancel took never does.
         self.next_write = (
             f"SELECT min(e.toa) FROM {log} AS e WHERE e.id = ?1 AND e.toa > ?2"
@@ -204,7 +211,7 @@ class _Sql:
             " ORDER BY toa, seq LIMIT ?2 OFFSET ?3"
         )
         self.count_document = (
-            f"SELECT coalesce((SELECT n FROM {log} WHERE id = ? ORDER BY seq DESC LIMIT 1), 0)"
+            f"SELECT coalesce((SELECT max(n) FROM {log} WHERE id = ?), 0)"
             if numbered
             else f"SELECT count(*) FROM {log} WHERE id = ?"  # an older file, read-only
         )

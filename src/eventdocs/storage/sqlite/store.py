@@ -310,6 +310,7 @@ class SQLiteStore:
             assert writer is not None
             writer.tails.pop(resource, None)  # appends in this batch must see these events
             writer.pending.pop(resource, None)
+            writer.heads.forget(resource)
             last = writer.tail(c, resource)[0]
             if [e.seq for e in events] != list(range(last + 1, last + 1 + len(events))):
                 raise InvalidRequest(f"imported seqs must continue the log at {last + 1}")

@@ -23,7 +23,7 @@ from eventdocs.events import Draft, Event, decode_event, encode_event
 from eventdocs.storage.contract import Appended, Guard, Tip
 from eventdocs.storage.pending import Pending
 from eventdocs.storage.sqlite.cancels import Taking
-from eventdocs.storage.sqlite.ordinals import Ordinals
+from eventdocs.storage.sqlite.ordinals import Heads, Ordinals
 from eventdocs.storage.sqlite.projection import project_tips
 from eventdocs.storage.sqlite.schema import (
     _MIN_TIME,
@@ -111,6 +111,8 @@ class _Writer:
         self.tails: dict[str, tuple[int, int]] = {}  # resource -> (last seq, last recorded_at)
         self.inserts: dict[tuple[str, int], str] = {}
         self.pending: dict[str, Pending] = {}  # built on first use per resource
+        self.heads = Heads()  # the latest event of documents written lately
+        self.written: dict[str, dict[str, tuple[int, int]]] = {}  # this batch's, until commit
         self.pending_limits: dict[str, int] = {}
         self.sync = ""
         self.conn: sqlite3.Connection | None = None
@@ -179,6 +181,7 @@ class _Writer:
                 self.on_commit()
         except Exception as exc:
             self.tails.clear()
+            self.written.clear()
             self.pending.clear()  # it may hold appends rolled back: rebuilt on next use
             if conn is not None and conn.in_transaction:
                 conn.rollback()
@@ -190,6 +193,9 @@ class _Writer:
             batch[0].error = _storage_error(exc) if isinstance(exc, sqlite3.Error) else exc
         else:
             self.tails.update(tails)
+            for r, last in self.written.items():
+                self.heads.commit(r, last)
+            self.written.clear()
             for call in calls:
                 if call.after is not None and call.error is None:
                     call.after()
@@ -221,6 +227,14 @@ class _Writer:
         seen: dict[tuple[str, str], tuple[list[Event], str | None]] = {}
         heads: dict[str, Ordinals] = {}  # per resource, each document's latest event
         taking: dict[str, Taking] = {}  # per resource, what this batch's cancels take
+        wanted: dict[str, list[str]] = {}  # one read of the documents' heads per resource
+        for job in appends:
+            ids = wanted.setdefault(job.resource, [])
+            ids += [d.id for d in job.drafts] + [g.id for g in job.guards]
+        for r, ids in wanted.items():
+            heads[r] = Ordinals(conn, self.sql(r), self.heads, r)
+            heads[r].prefetch(ids)
+            self.written[r] = heads[r].last  # committed with the batch, or dropped
         for job in appends:
             r = job.resource
             if job.key is not None:
