@@ -67,9 +67,7 @@ def load_log(
                 created.add(r)
             sql[r] = _Sql(r)
             ordinals[r] = Ordinals(c, sql[r])
-            writer.tails.pop(r, None)  # appends after this must see these events
-            writer.pending.pop(r, None)
-            writer.heads.forget(r)
+            writer.forget(r)  # appends after this must see these events
             last, recorded = writer.tail(c, r)
             tails[r] = (last, recorded if last else None)
         check_next(e, *tails[r])

@@ -40,7 +40,6 @@ from eventdocs.storage.contract import (
     believed,
 )
 from eventdocs.storage.sqlite.cancels import Taking, decide_cancels
-from eventdocs.storage.sqlite.checkpointer import Checkpointer
 from eventdocs.storage.sqlite.compile import _compile, _operand
 from eventdocs.storage.sqlite.imports import load_log
 from eventdocs.storage.sqlite.ordinals import Ordinals, number_events, numbered
@@ -96,7 +95,6 @@ class SQLiteStore:
         self.readonly = readonly
         self._owner: Ownership | None = None
         self._writer: _Writer | None = None
-        self._checkpointer: Checkpointer | None = None
         self._reader: sqlite3.Connection | None = None
         self._readers: Readers | None = None  # queries, scans: what a client asks for
         self._quick: Readers | None = None  # the projector's and writers' bounded reads
@@ -196,11 +194,7 @@ class SQLiteStore:
         if self.path != ":memory:":
             self._owner = claim(self.path)  # before anything touches the file
         try:
-            if self.path != ":memory:":
-                self._checkpointer = Checkpointer(self.path)
-                self._checkpointer.start()
-            on_commit = None if self._checkpointer is None else self._checkpointer.committed
-            self._writer = _Writer(self.path, self.clock, on_commit=on_commit)
+            self._writer = _Writer(self.path, self.clock)
             self._writer.thread.start()
             await self._call(partial(_run_script, _SCHEMA.split(";")))
             await self._call(_migrate)
@@ -240,9 +234,6 @@ class SQLiteStore:
         if writer is not None:
             writer.queue.put(None)
             await asyncio.to_thread(writer.thread.join)
-        checkpointer, self._checkpointer = self._checkpointer, None
-        if checkpointer is not None:
-            await asyncio.to_thread(checkpointer.stop)
         for readers in (self._readers, self._quick):
             if readers is not None:
                 await asyncio.to_thread(readers.close)
@@ -308,9 +299,7 @@ class SQLiteStore:
 
         def run(c: sqlite3.Connection) -> None:
             assert writer is not None
-            writer.tails.pop(resource, None)  # appends in this batch must see these events
-            writer.pending.pop(resource, None)
-            writer.heads.forget(resource)
+            writer.forget(resource)  # appends in this batch must see these events
             last = writer.tail(c, resource)[0]
             if [e.seq for e in events] != list(range(last + 1, last + 1 + len(events))):
                 raise InvalidRequest(f"imported seqs must continue the log at {last + 1}")

@@ -23,6 +23,7 @@ from eventdocs.events import Draft, Event, decode_event, encode_event
 from eventdocs.storage.contract import Appended, Guard, Tip
 from eventdocs.storage.pending import Pending
 from eventdocs.storage.sqlite.cancels import Taking
+from eventdocs.storage.sqlite.checkpointer import Checkpointer
 from eventdocs.storage.sqlite.ordinals import Heads, Ordinals
 from eventdocs.storage.sqlite.projection import project_tips
 from eventdocs.storage.sqlite.schema import (
@@ -99,12 +100,11 @@ def _settle(jobs: list[_Job]) -> None:
 class _Writer:
     """Owns the write connection; commits every drained batch at once."""
 
-    def __init__(
-        self, path: str, clock: Clock, *, on_commit: Callable[[], None] | None = None
-    ) -> None:
+    def __init__(self, path: str, clock: Clock) -> None:
         self.path = path
         self.clock = clock
-        self.on_commit = on_commit  # a checkpointer checkpoints instead of the commits
+        # WAL checkpoints beside this thread instead of in its commits (a file only).
+        self.checkpointer = None if path == ":memory:" else Checkpointer(path)
         self.statements: dict[str, _Sql] = {}
         self.queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.commits = 0
@@ -122,6 +122,8 @@ class _Writer:
         )
 
     def main(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         running = True
         while running:
             batch: list[_Job] = []
@@ -139,6 +141,8 @@ class _Writer:
                 self.process(batch)
         if self.conn is not None:
             self.conn.close()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
 
     def process(self, batch: list[_Job]) -> None:
         conn = self.conn
@@ -149,7 +153,7 @@ class _Writer:
                 )
                 # A larger WAL between checkpoints copies a page rewritten by many commits
                 # once; with a checkpointer, no commit checkpoints (.checkpointer).
-                pages = 0 if self.on_commit is not None else 10000
+                pages = 0 if self.checkpointer is not None else 10000
                 conn.executescript(
                     "PRAGMA journal_mode=WAL; PRAGMA cache_size=-65536;"
                     f" PRAGMA wal_autocheckpoint={pages};"
@@ -177,8 +181,8 @@ class _Writer:
             tails = self.append(conn, appends)
             conn.execute("COMMIT")
             self.commits += 1
-            if self.on_commit is not None:
-                self.on_commit()
+            if self.checkpointer is not None:
+                self.checkpointer.committed()
         except Exception as exc:
             self.tails.clear()
             self.written.clear()
@@ -306,6 +310,13 @@ class _Writer:
                 for job, events in jobs:
                     job.result = Appended(events, projected=True)
         return tails
+
+    def forget(self, resource: str) -> None:
+        """Events were written to ``resource``'s log beside the appends (a load, an
+        import): what this thread remembers of it (tail, pending, heads) is read anew."""
+        self.tails.pop(resource, None)
+        self.pending.pop(resource, None)
+        self.heads.forget(resource)
 
     def pending_of(self, conn: sqlite3.Connection, resource: str) -> Pending:
         """The pending writes of ``resource``, read from the log the first time."""
