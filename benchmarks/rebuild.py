@@ -58,7 +58,12 @@ def main() -> None:
             lines = [
                 f"{args.backend}: append {run.append_rate:,.0f} events/s, rebuild"
                 f" {run.rebuild_rate:,.0f} events/s of {workload.events:,}"
-                + (f" (raw read+decode {limits['read_decode']:,.0f} events/s)" if limits else ""),
+                + (
+                    f" (raw read+decode {limits['read_decode']:,.0f} events/s; SQLite writing"
+                    f" the same rows and indexes alone {limits['write_floor']:,.0f} events/s)"
+                    if limits
+                    else ""
+                ),
                 *(f"  {phase}: {seconds:.2f} s" for phase, seconds in run.phases.items()),
             ]
     _common.report(args, data, lines)

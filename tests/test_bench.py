@@ -34,6 +34,8 @@ def test_bench_tiny_writes_markdown_json_and_plots(tmp_path: Path) -> None:
     assert {"scaling_put", "scaling_query_known_at", "scaling_activation"} <= keys
     assert data["series"]["scaling"]["costs"]["get"]
     assert all(f["limit"] for f in data["figures"])
+    (rebuild,) = (f for f in data["figures"] if f["key"] == "rebuild")
+    assert rebuild["extra"]["write_floor"] > 0  # SQLite's own floor, measured in the run
     if importlib.util.find_spec("eventsourcing"):
         assert {c["key"] for c in data["comparisons"]} == {
             "peer_append",

@@ -3,14 +3,21 @@
 This is the workload the eventsourcing peer runs too. The rebuild folds every
 document's events and writes its history rows and master row; its limit is
 reading and decoding the same log rows, in the same ``(id, seq)`` order,
-with raw ``sqlite3`` and :func:`eventdocs.events.decode_event`.
+with raw ``sqlite3`` and :func:`eventdocs.events.decode_event`. Its floor is
+SQLite's own work: writing the same folded rows and creating the same
+indexes, in one thread, with nothing read or folded meanwhile
+(:func:`write_floor_rate`): no rebuild into these tables can be faster.
 """
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -19,6 +26,7 @@ from eventdocs.bench.data import RESOURCE, Workload, batches, log_rows
 from eventdocs.bench.measure import Timer, rate
 from eventdocs.events import Draft, decode_event
 from eventdocs.projections.replay import replay
+from eventdocs.storage.sqlite.rebuild import RebuildPlan, read_folded
 from eventdocs.times import SystemClock
 
 __all__ = [
@@ -27,6 +35,7 @@ __all__ = [
     "rebuild_only",
     "workload_limits",
     "workload_run",
+    "write_floor_rate",
 ]
 
 
@@ -127,9 +136,66 @@ def raw_read_rate(path: Path) -> float:
 
 
 def workload_limits(directory: Path, workload: Workload, batch: int, db: Path) -> dict[str, float]:
-    """Raw limits of the workload: insert in commits of ``batch``; read+decode ``db``."""
+    """Raw limits of the workload: insert in commits of ``batch``; read+decode ``db``;
+    SQLite's floor for writing ``db``'s rebuild."""
     rows = log_rows(workload, recorded_at=SystemClock().now())
     return {
         "insert": raw_insert_rate(directory / "raw_workload.db", rows, batch),
         "read_decode": raw_read_rate(db),
+        "write_floor": write_floor_rate(db, directory),
     }
+
+
+def write_floor_rate(db: Path, directory: Path) -> float:
+    """Events/s of SQLite writing ``db``'s rebuild and nothing else.
+
+    The log of ``db`` is read and folded into the rebuild's chunks first (not
+    timed); then, timed, one thread writes them into an empty store of the
+    same schema as the rebuild does (fresh tables, a commit per chunk, the
+    swap creating every index), without fsync or WAL checkpoints. The rebuild
+    does this work and more (reading, folding, syncing), so this rate bounds
+    it from above on the same machine.
+    """
+    path = directory / "write_floor.db"
+    asyncio.run(_empty_store(path))
+    now = SystemClock().now()
+    source = sqlite3.connect(db)
+    try:
+        plan = RebuildPlan(source, RESOURCE)
+        (max_seq,) = source.execute(f"SELECT max(seq) FROM {plan.log}").fetchone()
+    finally:
+        source.close()
+    chunks: queue.Queue[Any] = queue.Queue()
+    read_folded(str(db), plan, max_seq=max_seq, now=now, out=chunks, stop=threading.Event())
+    folded = []
+    while (item := chunks.get_nowait()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        folded.append(item)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.executescript(
+            "PRAGMA journal_mode=WAL; PRAGMA cache_size=-65536; PRAGMA synchronous=OFF;"
+            " PRAGMA wal_autocheckpoint=0;"
+        )
+        with Timer() as t:
+            conn.execute("BEGIN IMMEDIATE")
+            plan.start(conn)
+            conn.execute("COMMIT")
+            for chunk in folded:
+                conn.execute("BEGIN IMMEDIATE")
+                plan.write(conn, chunk)
+                conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            plan.swap(conn, max_seq=max_seq, now=now, clock=lambda: now)
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
+        for suffix in ("", "-wal", "-shm", "-owner"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return rate(sum(chunk.events for chunk in folded), t.seconds)
+
+
+async def _empty_store(path: Path) -> None:
+    store = await open_bench_store(str(path))
+    await store.close()
