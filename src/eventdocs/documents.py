@@ -129,9 +129,10 @@ class Documents(DocumentReads):
         clock: Clock,
         limits: Limits,
         projector: Projector,
-        scheduled: Callable[[], None],
+        scheduled: Callable[[int], None],
     ) -> None:
-        """``scheduled`` is called after an append that holds a write for later."""
+        """``scheduled(toa)`` is called after an append that holds writes for later,
+        with the earliest of their TOAs."""
         self.store = store
         self.spec = spec
         self.name = spec.name
@@ -520,8 +521,9 @@ class Documents(DocumentReads):
             await self.projector.sync(self.name, appended.events[-1].seq)
         except Exception:  # the write is decided and durable: the scheduler projects it later
             log.exception("projection after an append failed; the scheduler retries it")
-        if any(e.toa > e.recorded_at for e in appended.events):
-            self._scheduled()
+        ahead = [e.toa for e in appended.events if e.toa > e.recorded_at]
+        if ahead:
+            self._scheduled(min(ahead))
         return appended
 
     async def _replayed(self, key: str | None, fingerprint: str | None) -> list[WriteResult]:
