@@ -250,6 +250,27 @@ class EquivalenceMachine(RuleBasedStateMachine):
         for service in self.services:
             self.run(service.scheduler.run_once())
 
+    @rule(
+        due=IDS,
+        doc=IDS,
+        body=BODIES,
+        delete=st.booleans(),
+        seconds=st.integers(1, 30),
+        later=st.integers(0, 10),
+    )
+    def write_before_the_scheduler_wakes(
+        self, due: str, doc: str, body: dict[str, Any], delete: bool, seconds: int, later: int
+    ) -> None:
+        # A write comes due, and an immediate write lands before any step applied it:
+        # the append's transaction (SQLite's tips) or its projection must apply it.
+        # Then the scheduler wakes (it must find nothing it needs to redo).
+        toa = self.toa(seconds * SECOND)
+        self.both(lambda d: d.delete(due, toa=toa) if delete else d.update(due, body, toa=toa))
+        self.clock.advance((seconds + later) * SECOND)
+        self.both(lambda d: d.update(doc, body, merge=True))
+        for service in self.services:
+            self.run(service.scheduler.run_once())
+
     @rule()
     def restart(self) -> None:
         for service in self.services:
@@ -342,7 +363,7 @@ class NoViewsMachine(EquivalenceMachine):
 
 
 NoViewsMachine.TestCase.settings = settings(
-    max_examples=15,
+    max_examples=30,
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -276,21 +276,35 @@ async def test_an_immediate_write_with_its_tip_is_projected_in_its_append(
     assert await store.get("post", "c") is None
 
 
-async def test_a_tip_after_a_write_came_due_leaves_both_to_the_projector(tmp_path: Path) -> None:
+async def test_a_tip_after_writes_came_due_projects_them_in_its_transaction(
+    tmp_path: Path,
+) -> None:
     clock = ManualClock()
     store = SQLiteStore(tmp_path / "due.db", clock=clock)
     await store.open()
     try:
         await store.ensure_resource("post")
+        await store.append("post", [create("c", n=0)])
         later = clock.now() + 10
-        await store.append("post", [Draft(action="create", id="a", body={"n": 1}, toa=later)])
+        await store.append(
+            "post",
+            [
+                Draft(action="create", id="a", body={"n": 1}, toa=later),
+                Draft(action="delete", id="c", toa=later + 1),
+                Draft(action="update", id="a", body={"n": 9}, toa=later + 50),
+            ],
+        )
         await Projector(store, clock).project("post")
-        clock.set(later + 1)  # "a" is due; nothing has projected it yet
-        tip = Tip("b", {"n": 2}, 1, 0)
-        appended = await store.append("post", [create("b", n=2)], tips=[tip])
-        assert not appended.projected
+        clock.set(later + 2)  # "a" is created and "c" deleted; nothing has projected them yet
+        appended = await store.append("post", [create("b", n=2)], tips=[Tip("b", {"n": 2}, 1, 0)])
+        assert appended.projected  # the due writes with it, as a projector step would
+        assert {d.id: d.data for d in await store.scan("post")} == {"a": {"n": 1}, "b": {"n": 2}}
+        assert await store.read_checkpoint("post") == Checkpoint(appended.events[-1].seq, later + 2)
+        assert await verify(store, ["post"]) == []
+        clock.set(later + 60)  # the update of "a" still comes due by a step
         await Projector(store, clock).project("post")
-        assert {d.id for d in await store.scan("post")} == {"a", "b"}
+        assert (await store.get("post", "a")).data == {"n": 9}  # type: ignore[union-attr]
+        assert await verify(store, ["post"]) == []
     finally:
         await store.close()
 

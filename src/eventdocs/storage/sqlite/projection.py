@@ -100,11 +100,16 @@ def project_tips(
     """Project immediate writes in their append's transaction: one commit, no step.
 
     Only when the projection had reached the log's end (``start``, the last
-    seq before this group), nothing came due since its valid time, and each
-    document comes once: then every write is after everything its document
-    had, so it adds one history row (believed from its ``recorded_at``), ends
-    the row before it and sets the master row, as the projector would, and the
-    checkpoint moves to the group's last event. Otherwise the projector does it.
+    seq before this group) and each document comes once: then every write is
+    after everything its document had, so it adds one history row (believed
+    from its ``recorded_at``), ends the row before it and sets the master row,
+    as the projector would, and the checkpoint moves to the group's last
+    event. Writes that came due since the projection's valid time are applied
+    first, as a projector step applies them (``ProjectionBatch.due``): their
+    rows are in the history since their events were projected, and a tip's
+    document has none (its guard held no scheduled write). So under steady
+    appends a scheduled write reaches the master collection with the next
+    commit, not a step later. Otherwise the projector does it.
     """
     if len({e.id for _, e in pairs}) != len(pairs) or any(
         e.toa != e.recorded_at or tip.id != e.id for tip, e in pairs
@@ -114,9 +119,11 @@ def project_tips(
     last = pairs[-1][1]
     if stored.seq != start:
         return False
+    at = max(stored.toa, last.recorded_at)
     due = conn.execute(sql.next_toa, (stored.toa, MAX_TIME, stored.seq)).fetchone()[0]
-    if due is not None and due <= last.recorded_at:
-        return False
+    if due is not None and due <= at:
+        conn.execute(sql.apply_due, (stored.toa, at, stored.seq, at))
+        conn.execute(sql.drop_due, (stored.toa, at, stored.seq, at))
     conn.executemany(
         sql.end_row,
         [(e.toa, e.recorded_at, e.id, tip.prior_rev) for tip, e in pairs if tip.prior_rev],
@@ -131,5 +138,5 @@ def project_tips(
         [(e.id, doc, tip.rev, e.toa, e.seq, None) for tip, e, doc in docs if doc is not None],
     )
     conn.executemany(sql.delete, [(e.id,) for _, e, doc in docs if doc is None])
-    conn.execute(_PUT_CHECKPOINT, (r, last.seq, max(stored.toa, last.recorded_at)))
+    conn.execute(_PUT_CHECKPOINT, (r, last.seq, at))
     return True
