@@ -26,6 +26,7 @@ from eventdocs.storage import Checkpoint, Document, HistoryWrite, IndexSpec, Pro
 from eventdocs.storage.contract import Tip
 from eventdocs.storage.sqlite import SQLiteStore, _compile
 from eventdocs.storage.sqlite.checkpointer import Checkpointer
+from eventdocs.storage.sqlite.ordinals import Heads
 from eventdocs.times import ManualClock
 from logs import cancel_in_time_and_too_late
 
@@ -483,6 +484,18 @@ def test_the_wal_starts_over_under_steady_reads(tmp_path: Path) -> None:
         writer.close()
     assert checkpointer.restarts > 0
     assert most < 600  # 100 in runs here; 2,200 to 2,400 without the RESTART
+
+
+def test_the_writers_heads_forget_the_least_recently_written_first() -> None:
+    heads = Heads(capacity=3)
+    heads.commit("post", {"a": (1, 1), "b": (2, 1), "c": (3, 1)})
+    heads.commit("post", {"a": (4, 2)})  # written again: now the most recent
+    heads.commit("post", {"d": (5, 1), "e": (6, 1)})
+    assert list(heads.known) == [("post", "a"), ("post", "d"), ("post", "e")]
+    assert heads.get("post", "a") == (4, 2) and heads.get("post", "b") is None
+    heads.commit("note", {"a": (1, 1)})
+    heads.forget("post")
+    assert list(heads.known) == [("note", "a")]
 
 
 async def test_a_load_between_appends_leaves_no_stale_head(store: SQLiteStore) -> None:

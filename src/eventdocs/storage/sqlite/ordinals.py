@@ -12,6 +12,7 @@ events here; a store written before the column existed is numbered once.
 from __future__ import annotations
 
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import msgspec
@@ -32,7 +33,11 @@ class Heads:
 
     def __init__(self, capacity: int = 1 << 17) -> None:
         self.capacity = capacity
-        self.known: dict[tuple[str, str], tuple[int, int]] = {}
+        # An OrderedDict drops its oldest entry in O(1). A dict does not: deleting
+        # from its front leaves holes that the next ``next(iter(...))`` walks over
+        # again, so once full, every commit got slower until the dict was resized
+        # (the live projection benchmark's lag rose with it).
+        self.known: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
 
     def get(self, resource: str, id: str) -> tuple[int, int] | None:
         return self.known.get((resource, id))
@@ -41,13 +46,14 @@ class Heads:
         """``last`` were committed: remember them as the most recent."""
         known = self.known
         for id, head in last.items():
-            known.pop((resource, id), None)
-            known[(resource, id)] = head
+            key = (resource, id)
+            known[key] = head
+            known.move_to_end(key)
         while len(known) > self.capacity:
-            del known[next(iter(known))]
+            known.popitem(last=False)
 
     def forget(self, resource: str) -> None:
-        self.known = {k: v for k, v in self.known.items() if k[0] != resource}
+        self.known = OrderedDict((k, v) for k, v in self.known.items() if k[0] != resource)
 
 
 class Ordinals:
