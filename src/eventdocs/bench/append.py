@@ -24,7 +24,7 @@ from eventdocs.events import Draft
 from eventdocs.storage import EventStore, open_store
 from eventdocs.times import SystemClock
 
-__all__ = ["AppendRun", "append_run", "raw_insert_rate", "store_url"]
+__all__ = ["AppendRun", "append_run", "raw_insert_rate", "remove_sqlite", "store_url"]
 
 
 class AppendRun(msgspec.Struct, frozen=True):
@@ -113,9 +113,14 @@ def raw_insert_rate(path: Path, rows: Sequence[tuple[Any, ...]], commit_size: in
                 conn.execute("COMMIT")
     finally:
         conn.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        remove_sqlite(path)
     return rate(len(rows), t.seconds)
+
+
+def remove_sqlite(path: Path) -> None:
+    """Delete a SQLite file and the files beside it (WAL, shared memory, owner)."""
+    for suffix in ("", "-wal", "-shm", "-owner"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def append_limits(directory: Path, run: AppendRun) -> dict[str, float]:

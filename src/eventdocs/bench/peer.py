@@ -22,6 +22,7 @@ import msgspec
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
+from eventdocs.bench.append import remove_sqlite
 from eventdocs.bench.data import Workload, batches
 from eventdocs.bench.measure import Timer, rate
 
@@ -61,8 +62,7 @@ class PeerRun(msgspec.Struct, frozen=True):
 
 
 def _application(path: Path) -> Application[uuid.UUID]:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    remove_sqlite(path)
     return Application(
         env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": os.fspath(path)}
     )

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from eventdocs.bench.append import open_bench_store, raw_insert_rate
+from eventdocs.bench.append import open_bench_store, raw_insert_rate, remove_sqlite
 from eventdocs.bench.data import RESOURCE, Workload, batches, log_rows
 from eventdocs.bench.measure import Timer, rate
 from eventdocs.events import Draft, decode_event
@@ -191,8 +191,7 @@ def write_floor_rate(db: Path, directory: Path) -> float:
             conn.execute("COMMIT")
     finally:
         conn.close()
-        for suffix in ("", "-wal", "-shm", "-owner"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        remove_sqlite(path)
     return rate(sum(chunk.events for chunk in folded), t.seconds)
 
 

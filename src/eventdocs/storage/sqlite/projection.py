@@ -66,9 +66,7 @@ def write_batch(
             ],
         )  # fmt: skip
     if batch.due is not None:
-        after_toa, until_toa, max_seq = batch.due
-        c.execute(sql.apply_due, (after_toa, until_toa, max_seq, until_toa))
-        c.execute(sql.drop_due, (after_toa, until_toa, max_seq, until_toa))
+        _apply_due(c, sql, *batch.due)
     c.executemany(
         sql.upsert,
         [(d.id, _json(d.data), d.rev, d.updated, d.seq, d.valid_to) for d in batch.upserts],
@@ -122,8 +120,7 @@ def project_tips(
     at = max(stored.toa, last.recorded_at)
     due = conn.execute(sql.next_toa, (stored.toa, MAX_TIME, stored.seq)).fetchone()[0]
     if due is not None and due <= at:
-        conn.execute(sql.apply_due, (stored.toa, at, stored.seq, at))
-        conn.execute(sql.drop_due, (stored.toa, at, stored.seq, at))
+        _apply_due(conn, sql, stored.toa, at, stored.seq)
     conn.executemany(
         sql.end_row,
         [(e.toa, e.recorded_at, e.id, tip.prior_rev) for tip, e in pairs if tip.prior_rev],
@@ -140,3 +137,13 @@ def project_tips(
     conn.executemany(sql.delete, [(e.id,) for _, e, doc in docs if doc is None])
     conn.execute(_PUT_CHECKPOINT, (r, last.seq, at))
     return True
+
+
+def _apply_due(
+    c: sqlite3.Connection, sql: _Sql, after_toa: int, until_toa: int, max_seq: int
+) -> None:
+    """The writes of seq up to ``max_seq`` that came due in ``(after_toa, until_toa]``
+    become master rows: each due document's history row in effect at ``until_toa``
+    (written when its events were projected), or none."""
+    c.execute(sql.apply_due, (after_toa, until_toa, max_seq, until_toa))
+    c.execute(sql.drop_due, (after_toa, until_toa, max_seq, until_toa))
