@@ -36,6 +36,7 @@ def main() -> None:
         f" max {run.lag['max']:.2f} ms; scheduled p99 {run.lag_scheduled['p99']:.2f} ms"
         f" (timer lateness p99 {run.timer['p99']:.2f} ms)",
         f"p99 by second: {', '.join(f'{x:.1f}' for x in run.p99_by_second)}",
+        f"CPU stolen by second (%): {', '.join(f'{x:.0f}' for x in run.steal_by_second)}",
         figure.notes,
     ]
     _common.report(args, data, lines)

@@ -12,8 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 from click.testing import CliRunner
 
+from eventdocs.bench.live import LiveRun, live_figure
 from eventdocs.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,8 +47,13 @@ def test_bench_tiny_writes_markdown_json_and_plots(tmp_path: Path) -> None:
     else:
         assert "eventsourcing is not installed" in data["skipped"]["peer"]
     assert data["machine"]["cpus"] and data["skipped"]["http"] == "--no-http"
+    live = data["series"]["live"]
+    if sys.platform == "linux":  # the CPU the hypervisor stole, beside the lags
+        assert live["steal"] is not None and live["steal_by_second"]
 
     table = (out / "results.md").read_text()
+    if sys.platform == "linux":
+        assert "% of the CPU time stolen by the hypervisor during the run." in table
     assert "| benchmark | eventdocs | limit (same run) |" in table
     assert "| workload | eventdocs | eventsourcing | ratio |" in table or not data["comparisons"]
     if importlib.util.find_spec("matplotlib"):
@@ -65,3 +72,28 @@ def test_standalone_script_prints_json(tmp_path: Path) -> None:
     data = json.loads(done.stdout)
     assert data["backend"] == "memory" and data["events"] == 3000
     assert data["append_rate"] > 0 and data["rebuild_rate"] > 0
+
+
+def _live(p99_by_second: list[float]) -> LiveRun:
+    lag = {"p50": 1.0, "p99": 30.0, "max": max(p99_by_second)}  # the whole run's p99
+    return LiveRun(64, 60.0, 1000, 200, lag, lag, p99_by_second, p99_by_second, 0, lag)
+
+
+def test_the_live_lag_grows_with_its_level_not_with_one_spike_second() -> None:
+    flat = [20.0] * 60
+    assert _live(flat).growth == 1.0
+    spiked = [*flat[:50], 95.0, *flat[51:]]  # one second of stolen CPU near the end
+    assert _live(spiked).growth == 1.0 and _live(spiked).growth_of_means > 1.0
+    assert live_figure(_live(spiked)).met
+    rising = [20.0 + i / 2 for i in range(60)]  # 20 ms at the start, 49.5 ms at the end
+    assert _live(rising).growth > 1.5
+    assert not live_figure(_live(rising)).met
+
+
+def test_the_live_figure_says_how_much_cpu_was_stolen_when() -> None:
+    run = msgspec.structs.replace(
+        _live([20.0] * 30 + [40.0] * 30), steal=10.0, steal_by_second=[0.0] * 30 + [20.0] * 30
+    )
+    notes = live_figure(run).notes
+    assert "stolen by the hypervisor 10.0% (first third 0%, last third 20%" in notes
+    assert "r = 1.00" in notes

@@ -11,6 +11,13 @@ reached it: a projector step (stamped when the store's ``write_projection``
 returns) or the append's own transaction (stamped when the projector learns
 of it). The lag is the difference, 0 when the append's own transaction
 projected it. Lags are reported per second of the run, so growth shows.
+
+"Not growing" compares the median of the per-second p99 over the last third
+of the seconds with the first third's: on a shared machine a second of stolen
+CPU makes one spike, and a mean over twenty seconds moves with one spike
+where the level of the lag has not moved. The CPU time the hypervisor stole
+during each second (``/proc/stat``, Linux) is reported beside the lags, so a
+spike can be told from a trend.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import random
+import statistics
 import time
 from typing import Any, cast
 
@@ -25,7 +33,7 @@ import msgspec
 
 from eventdocs.bench.append import open_bench_store
 from eventdocs.bench.data import RESOURCE, TAGS, item_spec
-from eventdocs.bench.measure import Figure, percentile, summary
+from eventdocs.bench.measure import Figure, cpu_ticks, percentile, stolen, summary
 from eventdocs.service import Service
 from eventdocs.storage import Checkpoint, EventStore, ProjectionBatch
 from eventdocs.times import SystemClock
@@ -46,6 +54,26 @@ class LiveRun(msgspec.Struct, frozen=True):
     p50_by_second: list[float]
     unprojected: int
     timer: dict[str, float]  # the event loop's own lateness under the same load (ms)
+    steal: float | None = None  # % of CPU time stolen during the load (None: not Linux)
+    steal_by_second: list[float] = []
+
+    @property
+    def growth(self) -> float:
+        """The median per-second p99 of the last third of the run over the first third's."""
+        thirds = max(len(self.p99_by_second) // 3, 1)
+        first, last = self.p99_by_second[:thirds], self.p99_by_second[-thirds:]
+        if not first:
+            return 1.0
+        return statistics.median(last) / max(statistics.median(first), 1e-9)
+
+    @property
+    def growth_of_means(self) -> float:
+        """The same with means, which a single spike second moves."""
+        thirds = max(len(self.p99_by_second) // 3, 1)
+        first, last = self.p99_by_second[:thirds], self.p99_by_second[-thirds:]
+        if not first:
+            return 1.0
+        return statistics.fmean(last) / max(statistics.fmean(first), 1e-9)
 
 
 def _now() -> int:
@@ -81,6 +109,8 @@ async def live_run(
     writes: list[tuple[int, int, int, bool]] = []  # (seq, toa, takes effect, scheduled)
     scheduled = 0
     lateness: list[float] = []
+    steal_by_second: list[float] = []
+    cpu_start = cpu_end = None
     try:
         await service.start()
         advanced = service.projector.advanced
@@ -115,7 +145,18 @@ async def live_run(
                 await asyncio.sleep(delay)
                 lateness.append((time.perf_counter() - started - delay) * 1e3)
 
-        await asyncio.gather(probe(), *(writer(w) for w in range(writers)))
+        async def watch_cpu() -> None:  # the CPU time stolen from this machine, by second
+            last = cpu_ticks()
+            while time.monotonic() < stop_at:
+                await asyncio.sleep(1.0)
+                now = cpu_ticks()
+                if (share := stolen(last, now)) is not None:
+                    steal_by_second.append(share)
+                last = now
+
+        cpu_start = cpu_ticks()
+        await asyncio.gather(probe(), watch_cpu(), *(writer(w) for w in range(writers)))
+        cpu_end = cpu_ticks()
         last_toa = max((w[1] for w in writes), default=0)
         for _ in range(200):  # the last scheduled writes come due, then a margin
             if _now() > last_toa + 2_000_000 or _all_reached(reached, writes):
@@ -123,7 +164,10 @@ async def live_run(
             await asyncio.sleep(0.05)
     finally:
         await service.stop()
-    return _lags(writers, seconds, writes, scheduled, reached, lateness)
+    run = _lags(writers, seconds, writes, scheduled, reached, lateness)
+    return msgspec.structs.replace(
+        run, steal=stolen(cpu_start, cpu_end), steal_by_second=steal_by_second
+    )
 
 
 def _all_reached(
@@ -183,17 +227,33 @@ def _lags(
     )
 
 
+def _steal_notes(run: LiveRun) -> str:
+    """Stolen CPU by third of the run, and how the per-second p99 follows it."""
+    steal, p99 = run.steal_by_second, run.p99_by_second
+    if len(steal) < 3:
+        return ""
+    thirds = len(steal) // 3
+    first, last = statistics.fmean(steal[:thirds]), statistics.fmean(steal[-thirds:])
+    text = f" (first third {first:.0f}%, last third {last:.0f}%"
+    n = min(len(steal), len(p99))
+    if n >= 3 and len(set(steal[:n])) > 1 and len(set(p99[:n])) > 1:
+        r = statistics.correlation(steal[:n], p99[:n])
+        text += f"; per-second p99 against it: r = {r:.2f}"
+    return text + ")"
+
+
 def live_figure(run: LiveRun) -> Figure:
     """The suite's figure: the p99 lag, against 50 ms and not growing over the run."""
-    thirds = max(len(run.p99_by_second) // 3, 1)
-    first, last = run.p99_by_second[:thirds], run.p99_by_second[-thirds:]
-    growth = (sum(last) / len(last)) / max(sum(first) / len(first), 1e-9) if first else 1.0
+    growth = run.growth
     notes = (
         f"{run.writes:,} writes in {run.seconds:g} s ({run.scheduled:,} scheduled 0.2 to 1 s"
         f" ahead), {run.writers} writers; p50 {run.lag['p50']:.1f} ms, max"
         f" {run.lag['max']:.1f} ms; scheduled writes p99 {run.lag_scheduled['p99']:.1f} ms;"
-        f" p99 of the last third of the seconds {growth:.2f}x the first third's"
+        f" median p99 of the last third of the seconds {growth:.2f}x the first third's"
+        f" (means: {run.growth_of_means:.2f}x)"
     )
+    if run.steal is not None:
+        notes += f"; CPU stolen by the hypervisor {run.steal:.1f}%" + _steal_notes(run)
     if run.unprojected:
         notes += f"; {run.unprojected} never projected"
     return Figure(

@@ -65,7 +65,12 @@ def markdown(results: Results) -> str:
         f"Measured by `eventdocs bench{'' if results.size == 'default' else ' --' + results.size}`"
         f" on {results.started} in {results.seconds:.0f} s: {m.get('cpu')} ({m.get('cpus')} CPUs),"
         f" Python {m.get('python')}, SQLite {m.get('sqlite')}, eventsourcing"
-        f" {m.get('eventsourcing')}; load average {m.get('load_average')} at the start.",
+        f" {m.get('eventsourcing')}; load average {m.get('load_average')} at the start"
+        + (
+            f"; {m['cpu_stolen']}% of the CPU time stolen by the hypervisor during the run."
+            if m.get("cpu_stolen") is not None
+            else "."
+        ),
         "",
         "| benchmark | eventdocs | limit (same run) | vs limit | target | met |",
         "|---|---:|---|---:|---|:---:|",
@@ -197,7 +202,14 @@ def write_plots(results: Results, out: Path) -> list[Path] | str:
         )
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        handles, labels = ax.get_legend_handles_labels()
+        if steal := live.get("steal_by_second"):
+            stolen = ax.twinx()  # a spike of lag in a second of stolen CPU is the machine's
+            stolen.bar(range(len(steal)), steal, color="tab:red", alpha=0.25, label="CPU stolen")
+            stolen.set(ylabel="CPU stolen by the hypervisor (%)", ylim=(0, 100))
+            more = stolen.get_legend_handles_labels()
+            handles, labels = handles + more[0], labels + more[1]
+        ax.legend(handles, labels, fontsize=8)
         written.append(_save(fig, out / "live_lag.png"))
 
     if sizes := series.get("rebuild_sizes"):

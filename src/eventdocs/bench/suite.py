@@ -28,7 +28,7 @@ from eventdocs.bench.activation import activation_run
 from eventdocs.bench.append import append_limits, append_run
 from eventdocs.bench.data import Workload
 from eventdocs.bench.live import live_figure, live_run
-from eventdocs.bench.measure import Comparison, Figure, machine
+from eventdocs.bench.measure import Comparison, Figure, cpu_ticks, machine, stolen
 from eventdocs.bench.reads import asof_run, query_run
 from eventdocs.bench.rebuild import rebuild_only, workload_limits, workload_run
 from eventdocs.bench.report import Results, write_json, write_markdown, write_plots
@@ -148,6 +148,7 @@ def run_suite(options: Options, *, console: Console | None = None) -> Results:
     if load is not None and load > cpus / 2:
         console.print(f"[yellow]load average {load} on {cpus} CPUs: figures will be low[/]")
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=options.workdir or options.out))
+    ticks = cpu_ticks()
     try:
         for name in BENCHMARKS:
             if options.wants(name):
@@ -156,6 +157,8 @@ def run_suite(options: Options, *, console: Console | None = None) -> Results:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results.seconds = time.perf_counter() - started
+    if (share := stolen(ticks, cpu_ticks())) is not None:
+        results.machine["cpu_stolen"] = round(share, 1)
     written = [write_markdown(results, options.out), write_json(results, options.out)]
     plots = write_plots(results, options.out)
     if isinstance(plots, str):
