@@ -27,6 +27,7 @@ import bisect
 import random
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import msgspec
@@ -60,20 +61,19 @@ class LiveRun(msgspec.Struct, frozen=True):
     @property
     def growth(self) -> float:
         """The median per-second p99 of the last third of the run over the first third's."""
-        thirds = max(len(self.p99_by_second) // 3, 1)
-        first, last = self.p99_by_second[:thirds], self.p99_by_second[-thirds:]
-        if not first:
-            return 1.0
-        return statistics.median(last) / max(statistics.median(first), 1e-9)
+        return self._last_over_first(statistics.median)
 
     @property
     def growth_of_means(self) -> float:
         """The same with means, which a single spike second moves."""
+        return self._last_over_first(statistics.fmean)
+
+    def _last_over_first(self, average: Callable[[list[float]], float]) -> float:
         thirds = max(len(self.p99_by_second) // 3, 1)
         first, last = self.p99_by_second[:thirds], self.p99_by_second[-thirds:]
         if not first:
             return 1.0
-        return statistics.fmean(last) / max(statistics.fmean(first), 1e-9)
+        return average(last) / max(average(first), 1e-9)
 
 
 def _now() -> int:
