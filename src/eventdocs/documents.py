@@ -67,6 +67,7 @@ log = logging.getLogger("eventdocs.documents")
 _ATTEMPTS = 50
 # The seq a draft is given while it is decided (any seq after the document's).
 _DECIDING = 2**62
+_encode_json = msgspec.json.Encoder().encode
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -609,8 +610,19 @@ def _nul_path(value: Any, path: str) -> str | None:
     """The JSON Pointer of the first string (or key) holding U+0000, or ``None``.
 
     NUL is refused, not stored: SQLite's text functions stop at it, so queries
-    over such text would disagree with the reference semantics.
+    over such text would disagree with the reference semantics. JSON escapes it
+    as ``\\u0000``: a body whose encoding lacks that (nearly all) is clear after
+    one pass in C, and only the others are walked for the place.
     """
+    try:
+        if b"\\u0000" not in _encode_json(value):
+            return None
+    except (TypeError, msgspec.EncodeError):  # a Python caller's own types: walk them
+        pass
+    return _walk_nul(value, path)
+
+
+def _walk_nul(value: Any, path: str) -> str | None:
     if isinstance(value, str):
         return path if "\x00" in value else None
     if isinstance(value, dict):
@@ -618,10 +630,10 @@ def _nul_path(value: Any, path: str) -> str | None:
             here = pointer(key) if not path else path + pointer(key)
             if "\x00" in key:
                 return here
-            if (found := _nul_path(item, here)) is not None:
+            if (found := _walk_nul(item, here)) is not None:
                 return found
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            if (found := _nul_path(item, f"{path}/{i}")) is not None:
+            if (found := _walk_nul(item, f"{path}/{i}")) is not None:
                 return found
     return None

@@ -64,3 +64,14 @@ async def test_nul_in_text_is_refused_and_appends_nothing() -> None:
         assert await api.service.store.last_seq("post") == before
         searched = await api.client.simulate_get("/v1/post", params={"author": "a\u0000"})
         assert_problem(searched, 400)
+
+
+async def test_nul_is_found_where_it_is_and_only_there() -> None:
+    async with running([POST], store_url="memory:") as api:
+        nested = await api.client.simulate_post("/v1/post", json=post(tags=["ok", "b\u0000"]))
+        errors = assert_problem(nested, 422)["errors"]
+        assert errors == [{"path": "/tags/1", "message": "contains U+0000"}]
+        # The six characters \u0000 are text like any other: JSON escapes them as \\u0000.
+        literal = await api.client.simulate_post("/v1/post", json=post(title="a\\u0000b"))
+        assert literal.status_code == 201, literal.text
+        assert literal.json["title"] == "a\\u0000b"
