@@ -193,3 +193,21 @@ async def test_a_projector_that_read_the_zero_checkpoint_keeps_another_ones_firs
     }
     assert await verify(store, ["post"], [PostsPerAuthor()]) == []
     await store.close()
+
+
+async def test_listeners_hear_each_move_of_the_projection(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    service = Service(open_store(str(tmp_path / "s.db"), clock=clock), [Post.spec()], clock=clock)
+    heard: list[tuple[str, int]] = []
+    stop = service.projector.listen(lambda resource, cp: heard.append((resource, cp.seq)))
+    async with service:
+        posts = service.documents("post")
+        now = await posts.create(POST)  # SQLite projects it in its append's transaction
+        assert heard[-1] == ("post", now.event.seq)
+        later = await posts.create(POST, toa=clock.now() + SECOND)  # a projector step
+        assert heard[-1] == ("post", later.event.seq)
+        stop()
+        before = list(heard)
+        await posts.create(POST)
+        assert heard == before

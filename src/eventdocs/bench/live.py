@@ -7,10 +7,10 @@ tasks create documents through the document API (decided writes) for
 ``seconds``, one write in ``scheduled_every`` scheduled 0.2 to 1 s ahead. A
 write takes effect when its append is answered (immediate) or at its TOA
 (scheduled). It is in the master collection from the first projection that
-reached it: a projector step (stamped when the store's ``write_projection``
-returns) or the append's own transaction (stamped when the projector learns
-of it). The lag is the difference, 0 when the append's own transaction
-projected it. Lags are reported per second of the run, so growth shows.
+reached it: a projector step or the append's own transaction, stamped when
+the projector tells its listeners (``Projector.listen``). The lag is the
+difference, 0 when the append's own transaction projected it. Lags are
+reported per second of the run, so growth shows.
 
 "Not growing" compares the median of the per-second p99 over the last third
 of the seconds with the first third's: on a shared machine a second of stolen
@@ -28,7 +28,6 @@ import random
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any, cast
 
 import msgspec
 
@@ -36,7 +35,6 @@ from eventdocs.bench.append import open_bench_store
 from eventdocs.bench.data import RESOURCE, TAGS, item_spec
 from eventdocs.bench.measure import Figure, cpu_ticks, percentile, stolen, summary
 from eventdocs.service import Service
-from eventdocs.storage import Checkpoint, EventStore, ProjectionBatch
 from eventdocs.times import SystemClock
 
 __all__ = ["LiveRun", "live_figure", "live_run"]
@@ -80,32 +78,14 @@ def _now() -> int:
     return time.time_ns() // 1000
 
 
-class _Watching:
-    """The store, noting each checkpoint a projection step reached, and when."""
-
-    def __init__(self, inner: EventStore, reached: list[tuple[int, int, int]]) -> None:
-        self._inner = inner
-        self._reached = reached
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    async def write_projection(self, resource: str, batch: ProjectionBatch) -> bool:
-        written: bool = await self._inner.write_projection(resource, batch)
-        if written:
-            self._reached.append((batch.checkpoint.seq, batch.checkpoint.toa, _now()))
-        return written
-
-
 async def live_run(
     url: str, *, writers: int = 64, seconds: float = 20.0, scheduled_every: int = 5, seed: int = 5
 ) -> LiveRun:
     """Run the load for ``seconds`` and measure each write's projection lag."""
     reached: list[tuple[int, int, int]] = []  # (seq, toa, when), in the order reached
     store = await open_bench_store(url)
-    service = Service(
-        cast(EventStore, _Watching(store, reached)), [item_spec()], clock=SystemClock()
-    )
+    service = Service(store, [item_spec()], clock=SystemClock())
+    service.projector.listen(lambda _, cp: reached.append((cp.seq, cp.toa, _now())))
     writes: list[tuple[int, int, int, bool]] = []  # (seq, toa, takes effect, scheduled)
     scheduled = 0
     lateness: list[float] = []
@@ -113,13 +93,6 @@ async def live_run(
     cpu_start = cpu_end = None
     try:
         await service.start()
-        advanced = service.projector.advanced
-
-        def projected_in_append(resource: str, checkpoint: Checkpoint) -> None:
-            reached.append((checkpoint.seq, checkpoint.toa, _now()))
-            advanced(resource, checkpoint)
-
-        service.projector.advanced = projected_in_append  # type: ignore[method-assign]
         documents = service.documents(RESOURCE)
         stop_at = time.monotonic() + seconds
 

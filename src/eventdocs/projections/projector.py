@@ -24,7 +24,7 @@ import asyncio
 import logging
 import operator
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -100,6 +100,20 @@ class Projector:
         self._done: dict[str, Checkpoint] = {}
         self._recent: dict[str, dict[int, Document]] = defaultdict(dict)
         self._last: dict[str, tuple[int, int | None]] = {}  # the last event projected
+        self._listeners: list[Callable[[str, Checkpoint], None]] = []
+
+    def listen(self, listener: Callable[[str, Checkpoint], None]) -> Callable[[], None]:
+        """Call ``listener(resource, checkpoint)`` each time this process moves a
+        projection forward: a step written, or an append the store projected in its
+        own transaction. It runs on the event loop and must not block (``eventdocs
+        bench`` stamps projection lag with it). Returns the call that stops it.
+        """
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _moved(self, resource: str, checkpoint: Checkpoint) -> None:
+        for listener in self._listeners:
+            listener(resource, checkpoint)
 
     def recent(self, resource: str, seq: int) -> Document | None:
         """The history row event ``seq`` produced, if a recent step of this
@@ -116,6 +130,7 @@ class Projector:
         done = self._done.get(resource)
         if done is None or done.seq < checkpoint.seq:
             self._done[resource] = checkpoint
+        self._moved(resource, checkpoint)
 
     async def sync(self, resource: str, seq: int) -> None:
         """Return once the events up to ``seq`` are projected (read-your-writes)."""
@@ -152,6 +167,7 @@ class Projector:
                         checkpoint = await self.store.read_checkpoint(resource)
                         continue
                     checkpoint = batch.checkpoint
+                    self._moved(resource, checkpoint)
                     recent = self._recent[resource]
                     # Writers read their rows right after the step that wrote them:
                     # a few thousand rows serve them; 100k held ~60 MB (the soak).
