@@ -130,7 +130,7 @@ class Projector:
         done = self._done.get(resource)
         if done is None or done.seq < checkpoint.seq:
             self._done[resource] = checkpoint
-        self._moved(resource, checkpoint)
+            self._moved(resource, checkpoint)
 
     async def sync(self, resource: str, seq: int) -> None:
         """Return once the events up to ``seq`` are projected (read-your-writes)."""
